@@ -1,0 +1,1 @@
+//! spate-log: one partition's log on disk.
