@@ -1,7 +1,16 @@
 //! The broker's configuration, read from a `tuning/*.yaml` profile. Keys are Kafka's broker
-//! property names wherever Kafka has one.
+//! property names wherever Kafka has one, written flat and dotted as in `server.properties`
+//! (`log.segment.bytes: 1073741824`); Spate's own keys (`shards`, `io.memory.bytes`,
+//! `spin.before.park.us`) follow the same style. `tuning/README.md` documents every key.
+//!
+//! Loading is strict on purpose: a typo in a profile silently falling back to a default is the
+//! kind of mistake that shows up weeks later as lost data or a full disk, so an unknown key, a
+//! wrong type or an out-of-range value stops start-up with an error naming the key.
 
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_yaml_ng::Value;
 
 /// Everything a broker needs to start. `Default` is what `spate serve` runs with no flags.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +55,11 @@ pub struct BrokerConfig {
     /// `spin.before.park.us`: how long an idle executor spins before sleeping, to keep
     /// cross-shard wake-ups fast.
     pub spin_before_park_us: u64,
+    /// `min.insync.replicas`: replicas that must have a record before `acks=all` answers.
+    pub min_insync_replicas: i32,
+    /// `unclean.leader.election.enable`: let an out-of-sync replica become leader (may lose
+    /// acknowledged records) rather than wait for an in-sync one.
+    pub unclean_leader_election_enable: bool,
 }
 
 impl Default for BrokerConfig {
@@ -70,6 +84,763 @@ impl Default for BrokerConfig {
             log_flush_interval_ms: None,
             io_memory_bytes: 2 * 1024 * 1024,
             spin_before_park_us: 0,
+            min_insync_replicas: 1,
+            unclean_leader_election_enable: false,
+        }
+    }
+}
+
+/// Why a profile was refused. Every variant names the file, and all but the first two the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin} is not valid YAML: {message}")]
+    Yaml { origin: String, message: String },
+    #[error(
+        "{origin} must be a mapping of flat `key: value` lines such as \
+         `log.segment.bytes: 1073741824`, found {found}"
+    )]
+    NotAMapping { origin: String, found: String },
+    #[error("unknown key `{key}` in {origin}{hint}")]
+    UnknownKey {
+        key: String,
+        origin: String,
+        hint: Hint,
+    },
+    #[error("`{key}` in {origin} must be {expected}, found {found}")]
+    WrongType {
+        key: String,
+        origin: String,
+        expected: &'static str,
+        found: String,
+    },
+    #[error("`{key}` in {origin} is {value}; allowed: {allowed}")]
+    OutOfRange {
+        key: String,
+        origin: String,
+        value: String,
+        allowed: String,
+    },
+}
+
+/// The end of an unknown-key message: a likely spelling, or what keys look like.
+#[derive(Debug)]
+pub struct Hint(String);
+
+impl fmt::Display for Hint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl BrokerConfig {
+    /// Reads a profile; `None` gives the defaults. Keys the profile leaves out keep their
+    /// defaults.
+    pub fn load(path: Option<&Path>) -> Result<BrokerConfig, ConfigError> {
+        let Some(path) = path else {
+            return Ok(BrokerConfig::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        BrokerConfig::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses profile text; `origin` (usually the file name) is only used in error messages.
+    pub fn parse(yaml: &str, origin: &str) -> Result<BrokerConfig, ConfigError> {
+        let doc: Value = serde_yaml_ng::from_str(yaml).map_err(|e| ConfigError::Yaml {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        let mapping = match doc {
+            // An empty file (or one holding only comments) is a profile of defaults.
+            Value::Null => return Ok(BrokerConfig::default()),
+            Value::Mapping(m) => m,
+            other => {
+                return Err(ConfigError::NotAMapping {
+                    origin: origin.to_string(),
+                    found: describe(&other),
+                })
+            }
+        };
+        let mut pending = Pending::default();
+        for (key, value) in &mapping {
+            let Value::String(key) = key else {
+                return Err(ConfigError::NotAMapping {
+                    origin: origin.to_string(),
+                    found: format!("the key {}", describe(key)),
+                });
+            };
+            let field = Field { key, value, origin };
+            match KEYS.iter().find(|k| k.name == key) {
+                Some(k) => (k.apply)(&mut pending, &field)?,
+                None => return Err(unknown_key(&field)),
+            }
+        }
+        Ok(pending.finish())
+    }
+}
+
+/// Values read so far, plus the keys Kafka resolves by precedence once all are known.
+#[derive(Default)]
+struct Pending {
+    cfg: BrokerConfig,
+    log_dirs: Option<PathBuf>,
+    log_dir: Option<PathBuf>,
+    roll_ms: Option<i64>,
+    roll_hours: Option<i64>,
+    retention_ms: Option<i64>,
+    retention_minutes: Option<i64>,
+    retention_hours: Option<i64>,
+}
+
+impl Pending {
+    /// Applies Kafka's precedence: `log.dirs` over `log.dir`; `log.roll.ms` over
+    /// `log.roll.hours`; `log.retention.ms` over `.minutes` over `.hours`.
+    fn finish(self) -> BrokerConfig {
+        let mut cfg = self.cfg;
+        if let Some(dir) = self.log_dirs.or(self.log_dir) {
+            cfg.log_dir = dir;
+        }
+        if let Some(ms) = self.roll_ms.or(self.roll_hours.map(|h| h * 3_600_000)) {
+            cfg.log_roll_ms = ms;
+        }
+        let retention = self
+            .retention_ms
+            .or(self.retention_minutes.map(|m| m * 60_000))
+            .or(self.retention_hours.map(|h| h * 3_600_000));
+        if let Some(ms) = retention {
+            // Kafka reads any negative retention as "forever"; store the one spelling of it.
+            cfg.log_retention_ms = ms.max(-1);
+        }
+        cfg
+    }
+}
+
+/// One `key: value` line of the profile being read.
+struct Field<'a> {
+    key: &'a str,
+    value: &'a Value,
+    origin: &'a str,
+}
+
+impl Field<'_> {
+    fn wrong_type(&self, expected: &'static str) -> ConfigError {
+        ConfigError::WrongType {
+            key: self.key.to_string(),
+            origin: self.origin.to_string(),
+            expected,
+            found: describe(self.value),
+        }
+    }
+
+    fn out_of_range(&self, value: impl fmt::Display, allowed: impl Into<String>) -> ConfigError {
+        ConfigError::OutOfRange {
+            key: self.key.to_string(),
+            origin: self.origin.to_string(),
+            value: value.to_string(),
+            allowed: allowed.into(),
+        }
+    }
+
+    /// An integer in `min..=max`.
+    fn int(&self, min: i64, max: i64) -> Result<i64, ConfigError> {
+        let Value::Number(n) = self.value else {
+            return Err(self.wrong_type("an integer"));
+        };
+        if n.is_f64() {
+            return Err(self.wrong_type("an integer"));
+        }
+        match n.as_i64() {
+            Some(v) if (min..=max).contains(&v) => Ok(v),
+            _ => Err(self.out_of_range(n, range_text(min, max))),
+        }
+    }
+
+    fn boolean(&self) -> Result<bool, ConfigError> {
+        match self.value {
+            Value::Bool(b) => Ok(*b),
+            _ => Err(self.wrong_type("true or false")),
+        }
+    }
+
+    fn string(&self) -> Result<&str, ConfigError> {
+        match self.value {
+            Value::String(s) => Ok(s),
+            _ => Err(self.wrong_type("a string")),
+        }
+    }
+
+    /// A flush interval: `null` or Kafka's default `Long.MAX_VALUE` mean "never force one".
+    fn flush_interval(&self, min: i64) -> Result<Option<u64>, ConfigError> {
+        if self.value.is_null() {
+            return Ok(None);
+        }
+        match self.int(min, i64::MAX)? {
+            i64::MAX => Ok(None),
+            v => Ok(Some(v as u64)),
+        }
+    }
+
+    /// One directory; Kafka allows a comma-separated list, Spate one directory for now.
+    fn directory(&self) -> Result<PathBuf, ConfigError> {
+        let s = self.string()?.trim();
+        if s.is_empty() || s.contains(',') {
+            return Err(self.out_of_range(
+                format!("{s:?}"),
+                "one directory (Spate does not spread partitions over several log dirs yet)",
+            ));
+        }
+        Ok(PathBuf::from(s))
+    }
+
+    /// A single listener, `PLAINTEXT://HOST:PORT` or `HOST:PORT`, returned as `HOST:PORT`.
+    /// An empty host means every interface, as in Kafka.
+    fn listener(&self) -> Result<String, ConfigError> {
+        const ALLOWED: &str = "one listener `PLAINTEXT://HOST:PORT` or `HOST:PORT` \
+                               (Spate serves plaintext only: no SSL or SASL listeners yet)";
+        let raw = self.string()?.trim();
+        let bad = || self.out_of_range(format!("{raw:?}"), ALLOWED);
+        if raw.contains(',') {
+            return Err(bad());
+        }
+        let address = match raw.split_once("://") {
+            Some((protocol, rest)) if protocol.eq_ignore_ascii_case("PLAINTEXT") => rest,
+            Some(_) => return Err(bad()),
+            None => raw,
+        };
+        let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+        port.parse::<u16>().map_err(|_| bad())?;
+        let host = if host.is_empty() { "0.0.0.0" } else { host };
+        Ok(format!("{host}:{port}"))
+    }
+}
+
+fn range_text(min: i64, max: i64) -> String {
+    match (min, max) {
+        (i64::MIN, i64::MAX) => "any 64-bit integer".to_string(),
+        (min, i64::MAX) => format!("an integer >= {min}"),
+        (min, max) => format!("an integer from {min} to {max}"),
+    }
+}
+
+/// A short description of a YAML value for error messages.
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "nothing (null)".to_string(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => format!("the string {s:?}"),
+        Value::Sequence(_) => "a list".to_string(),
+        Value::Mapping(_) => "a nested mapping".to_string(),
+        Value::Tagged(t) => format!("a value tagged {}", t.tag),
+    }
+}
+
+fn unknown_key(field: &Field<'_>) -> ConfigError {
+    let nearest = KEYS
+        .iter()
+        .map(|k| (edit_distance(field.key, k.name), k.name))
+        .min()
+        .filter(|(d, _)| *d <= 3);
+    let hint = match (nearest, field.value) {
+        (Some((_, name)), _) => format!("; did you mean `{name}`?"),
+        (None, Value::Mapping(_)) => "; keys are flat, dotted Kafka property names: write \
+                                      `log.segment.bytes: 1073741824`, not nested mappings"
+            .to_string(),
+        (None, _) => "; see tuning/README.md for every key Spate knows".to_string(),
+    };
+    ConfigError::UnknownKey {
+        key: field.key.to_string(),
+        origin: field.origin.to_string(),
+        hint: Hint(hint),
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+const I32_MAX: i64 = i32::MAX as i64;
+
+/// A key Spate knows and how it lands in the config.
+struct Key {
+    name: &'static str,
+    apply: fn(&mut Pending, &Field<'_>) -> Result<(), ConfigError>,
+}
+
+/// Every key a profile may hold, with Kafka's ranges (`ConfigDef` validators) where Kafka has
+/// the key. Kafka's INT keys stop at `i32::MAX`, as they do in Kafka.
+static KEYS: &[Key] = &[
+    Key {
+        name: "node.id",
+        apply: |p, f| {
+            p.cfg.node_id = f.int(0, I32_MAX)? as i32;
+            Ok(())
+        },
+    },
+    Key {
+        name: "listeners",
+        apply: |p, f| {
+            p.cfg.listen = f.listener()?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "advertised.listeners",
+        apply: |p, f| {
+            let listener = f.listener()?;
+            // Clients must be able to dial what metadata tells them.
+            if listener.starts_with("0.0.0.0:") {
+                return Err(f.out_of_range(
+                    format!("{:?}", f.string()?),
+                    "a host clients can connect to (not empty or 0.0.0.0)",
+                ));
+            }
+            p.cfg.advertised_listen = Some(listener);
+            Ok(())
+        },
+    },
+    Key {
+        name: "log.dirs",
+        apply: |p, f| {
+            p.log_dirs = Some(f.directory()?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "log.dir",
+        apply: |p, f| {
+            p.log_dir = Some(f.directory()?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "shards",
+        apply: |p, f| {
+            p.cfg.shards = f.int(0, 1024)? as usize;
+            Ok(())
+        },
+    },
+    Key {
+        name: "num.partitions",
+        apply: |p, f| {
+            p.cfg.num_partitions = f.int(1, I32_MAX)? as i32;
+            Ok(())
+        },
+    },
+    Key {
+        name: "auto.create.topics.enable",
+        apply: |p, f| {
+            p.cfg.auto_create_topics = f.boolean()?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "socket.request.max.bytes",
+        apply: |p, f| {
+            p.cfg.socket_request_max_bytes = f.int(1, I32_MAX)? as usize;
+            Ok(())
+        },
+    },
+    Key {
+        name: "message.max.bytes",
+        apply: |p, f| {
+            p.cfg.message_max_bytes = f.int(0, I32_MAX)? as usize;
+            Ok(())
+        },
+    },
+    Key {
+        name: "log.segment.bytes",
+        // Kafka 4 refuses segments under 1 MiB.
+        apply: |p, f| {
+            p.cfg.log_segment_bytes = f.int(1024 * 1024, I32_MAX)? as u64;
+            Ok(())
+        },
+    },
+    Key {
+        name: "log.roll.ms",
+        apply: |p, f| {
+            p.roll_ms = Some(f.int(1, i64::MAX)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "log.roll.hours",
+        apply: |p, f| {
+            p.roll_hours = Some(f.int(1, I32_MAX)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "log.index.interval.bytes",
+        apply: |p, f| {
+            p.cfg.log_index_interval_bytes = f.int(0, I32_MAX)? as u32;
+            Ok(())
+        },
+    },
+    Key {
+        name: "log.retention.ms",
+        apply: |p, f| {
+            p.retention_ms = Some(f.int(i64::MIN, i64::MAX)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "log.retention.minutes",
+        apply: |p, f| {
+            p.retention_minutes = Some(f.int(i32::MIN.into(), I32_MAX)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "log.retention.hours",
+        apply: |p, f| {
+            p.retention_hours = Some(f.int(i32::MIN.into(), I32_MAX)?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "log.retention.bytes",
+        // Kafka reads any negative size as "no limit"; keep the one spelling, -1.
+        apply: |p, f| {
+            p.cfg.log_retention_bytes = f.int(i64::MIN, i64::MAX)?.max(-1);
+            Ok(())
+        },
+    },
+    Key {
+        name: "log.retention.check.interval.ms",
+        apply: |p, f| {
+            p.cfg.log_retention_check_interval_ms = f.int(1, i64::MAX)? as u64;
+            Ok(())
+        },
+    },
+    Key {
+        name: "log.flush.interval.messages",
+        apply: |p, f| {
+            p.cfg.log_flush_interval_messages = f.flush_interval(1)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "log.flush.interval.ms",
+        apply: |p, f| {
+            p.cfg.log_flush_interval_ms = f.flush_interval(0)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "min.insync.replicas",
+        apply: |p, f| {
+            p.cfg.min_insync_replicas = f.int(1, I32_MAX)? as i32;
+            Ok(())
+        },
+    },
+    Key {
+        name: "unclean.leader.election.enable",
+        apply: |p, f| {
+            p.cfg.unclean_leader_election_enable = f.boolean()?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "io.memory.bytes",
+        // glommio needs room for its rings' buffers; more than 1 GiB of pinned memory per
+        // core is almost certainly a typo.
+        apply: |p, f| {
+            p.cfg.io_memory_bytes = f.int(64 * 1024, 1 << 30)? as usize;
+            Ok(())
+        },
+    },
+    Key {
+        name: "spin.before.park.us",
+        apply: |p, f| {
+            p.cfg.spin_before_park_us = f.int(0, 1_000_000)? as u64;
+            Ok(())
+        },
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<BrokerConfig, ConfigError> {
+        BrokerConfig::parse(yaml, "test.yaml")
+    }
+
+    fn error(yaml: &str) -> String {
+        parse(yaml)
+            .expect_err("profile should be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn none_and_empty_files_give_defaults() {
+        assert_eq!(BrokerConfig::load(None).unwrap(), BrokerConfig::default());
+        assert_eq!(parse("").unwrap(), BrokerConfig::default());
+        assert_eq!(
+            parse("# only a comment\n").unwrap(),
+            BrokerConfig::default()
+        );
+    }
+
+    #[test]
+    fn every_key_lands_in_its_field() {
+        let cfg = parse(
+            "node.id: 7\n\
+             listeners: \"PLAINTEXT://10.0.0.1:19092\"\n\
+             advertised.listeners: broker7.example:9092\n\
+             log.dirs: /var/lib/spate\n\
+             shards: 4\n\
+             num.partitions: 6\n\
+             auto.create.topics.enable: false\n\
+             socket.request.max.bytes: 209715200\n\
+             message.max.bytes: 10485760\n\
+             log.segment.bytes: 536870912\n\
+             log.roll.ms: 3600000\n\
+             log.index.interval.bytes: 8192\n\
+             log.retention.ms: 86400000\n\
+             log.retention.bytes: 1000000000\n\
+             log.retention.check.interval.ms: 60000\n\
+             log.flush.interval.messages: 1\n\
+             log.flush.interval.ms: 1000\n\
+             min.insync.replicas: 2\n\
+             unclean.leader.election.enable: true\n\
+             io.memory.bytes: 4194304\n\
+             spin.before.park.us: 50\n",
+        )
+        .unwrap();
+        let expected = BrokerConfig {
+            node_id: 7,
+            listen: "10.0.0.1:19092".to_string(),
+            advertised_listen: Some("broker7.example:9092".to_string()),
+            log_dir: PathBuf::from("/var/lib/spate"),
+            shards: 4,
+            num_partitions: 6,
+            auto_create_topics: false,
+            socket_request_max_bytes: 209_715_200,
+            message_max_bytes: 10_485_760,
+            log_segment_bytes: 536_870_912,
+            log_roll_ms: 3_600_000,
+            log_index_interval_bytes: 8192,
+            log_retention_ms: 86_400_000,
+            log_retention_bytes: 1_000_000_000,
+            log_retention_check_interval_ms: 60_000,
+            log_flush_interval_messages: Some(1),
+            log_flush_interval_ms: Some(1000),
+            io_memory_bytes: 4 * 1024 * 1024,
+            spin_before_park_us: 50,
+            min_insync_replicas: 2,
+            unclean_leader_election_enable: true,
+        };
+        assert_eq!(cfg, expected);
+    }
+
+    #[test]
+    fn retention_follows_kafka_precedence() {
+        let hours = parse("log.retention.hours: 2").unwrap();
+        assert_eq!(hours.log_retention_ms, 2 * 3_600_000);
+        let minutes = parse("log.retention.hours: 2\nlog.retention.minutes: 3").unwrap();
+        assert_eq!(minutes.log_retention_ms, 3 * 60_000);
+        let ms = parse("log.retention.minutes: 3\nlog.retention.ms: 5\nlog.retention.hours: 2");
+        assert_eq!(ms.unwrap().log_retention_ms, 5);
+        assert_eq!(
+            parse("log.retention.hours: -1").unwrap().log_retention_ms,
+            -1
+        );
+        assert_eq!(parse("log.retention.ms: -7").unwrap().log_retention_ms, -1);
+    }
+
+    #[test]
+    fn roll_and_dirs_follow_kafka_precedence() {
+        assert_eq!(parse("log.roll.hours: 1").unwrap().log_roll_ms, 3_600_000);
+        let both = parse("log.roll.ms: 10\nlog.roll.hours: 1").unwrap();
+        assert_eq!(both.log_roll_ms, 10);
+        assert_eq!(parse("log.dir: a").unwrap().log_dir, PathBuf::from("a"));
+        let both = parse("log.dir: a\nlog.dirs: b").unwrap();
+        assert_eq!(both.log_dir, PathBuf::from("b"));
+    }
+
+    #[test]
+    fn flush_never_has_three_spellings() {
+        for never in ["~", "null", "9223372036854775807"] {
+            let cfg = parse(&format!(
+                "log.flush.interval.messages: {never}\nlog.flush.interval.ms: {never}"
+            ))
+            .unwrap();
+            assert_eq!(cfg.log_flush_interval_messages, None, "{never}");
+            assert_eq!(cfg.log_flush_interval_ms, None, "{never}");
+        }
+        let msg = error("log.flush.interval.messages: 0");
+        assert!(
+            msg.contains("`log.flush.interval.messages`") && msg.contains(">= 1"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn listeners_accept_kafka_and_plain_forms() {
+        assert_eq!(
+            parse("listeners: \"127.0.0.1:9\"").unwrap().listen,
+            "127.0.0.1:9"
+        );
+        assert_eq!(
+            parse("listeners: \"PLAINTEXT://:9092\"").unwrap().listen,
+            "0.0.0.0:9092"
+        );
+        assert_eq!(
+            parse("listeners: \"[::1]:9092\"").unwrap().listen,
+            "[::1]:9092"
+        );
+        for bad in [
+            "SSL://host:9093",
+            "PLAINTEXT://a:1,PLAINTEXT://b:2",
+            "host",
+            "host:99999",
+        ] {
+            let msg = error(&format!("listeners: \"{bad}\""));
+            assert!(
+                msg.contains("`listeners`") && msg.contains("PLAINTEXT"),
+                "{msg}"
+            );
+        }
+        let msg = error("advertised.listeners: \"PLAINTEXT://:9092\"");
+        assert!(
+            msg.contains("`advertised.listeners`") && msg.contains("0.0.0.0"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn unknown_key_suggests_the_nearest() {
+        let msg = error("log.segmnt.bytes: 1073741824");
+        assert_eq!(
+            msg,
+            "unknown key `log.segmnt.bytes` in test.yaml; did you mean `log.segment.bytes`?"
+        );
+        let msg = error("completely.different.thing: 1");
+        assert!(msg.contains("`completely.different.thing`"), "{msg}");
+        assert!(msg.contains("tuning/README.md"), "{msg}");
+        let msg = error("log:\n  segment:\n    bytes: 1");
+        assert!(
+            msg.contains("unknown key `log`") && msg.contains("flat"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn wrong_types_name_the_key_and_the_type() {
+        let msg = error("log.segment.bytes: \"1GiB\"");
+        assert_eq!(
+            msg,
+            "`log.segment.bytes` in test.yaml must be an integer, found the string \"1GiB\""
+        );
+        let msg = error("num.partitions: 1.5");
+        assert!(
+            msg.contains("`num.partitions`") && msg.contains("an integer"),
+            "{msg}"
+        );
+        let msg = error("auto.create.topics.enable: 1");
+        assert!(msg.contains("`auto.create.topics.enable`") && msg.contains("true or false"));
+        let msg = error("log.dirs: [a, b]");
+        assert!(
+            msg.contains("`log.dirs`") && msg.contains("a string"),
+            "{msg}"
+        );
+        let msg = error("shards: ~");
+        assert!(msg.contains("`shards`") && msg.contains("null"), "{msg}");
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_key_and_the_range() {
+        let msg = error("log.segment.bytes: 1000");
+        assert_eq!(
+            msg,
+            "`log.segment.bytes` in test.yaml is 1000; allowed: an integer from 1048576 to 2147483647"
+        );
+        let msg = error("num.partitions: 0");
+        assert!(
+            msg.contains("`num.partitions`") && msg.contains("from 1 to"),
+            "{msg}"
+        );
+        let msg = error("message.max.bytes: 4294967296");
+        assert!(
+            msg.contains("`message.max.bytes`") && msg.contains("2147483647"),
+            "{msg}"
+        );
+        let msg = error("log.retention.ms: 18446744073709551615");
+        assert!(msg.contains("`log.retention.ms`"), "{msg}");
+        let msg = error("log.dirs: \"a,b\"");
+        assert!(
+            msg.contains("`log.dirs`") && msg.contains("one directory"),
+            "{msg}"
+        );
+        let msg = error("io.memory.bytes: 1024");
+        assert!(
+            msg.contains("`io.memory.bytes`") && msg.contains("65536"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn malformed_files_are_refused_not_panicked_on() {
+        assert!(error("a: [unclosed").contains("not valid YAML"));
+        assert!(error("- a\n- b").contains("must be a mapping"));
+        assert!(error("42").contains("must be a mapping"));
+        assert!(error("1: 2").contains("must be a mapping"));
+        let dup = error("shards: 1\nshards: 2");
+        assert!(dup.contains("shards"), "{dup}");
+        let missing = BrokerConfig::load(Some(Path::new("/nonexistent/x.yaml"))).unwrap_err();
+        assert!(
+            missing.to_string().contains("/nonexistent/x.yaml"),
+            "{missing}"
+        );
+    }
+
+    #[test]
+    fn every_profile_in_tuning_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tuning");
+        let mut profiles = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                BrokerConfig::load(Some(&path)).unwrap_or_else(|e| panic!("{e}"));
+                profiles += 1;
+            }
+        }
+        assert!(profiles >= 3, "expected the profiles in {}", dir.display());
+        let durable = BrokerConfig::load(Some(&dir.join("durable.yaml"))).unwrap();
+        assert_eq!(durable.log_flush_interval_messages, Some(1));
+        let default = BrokerConfig::load(Some(&dir.join("default.yaml"))).unwrap();
+        assert_eq!(default, BrokerConfig::default());
+    }
+
+    #[test]
+    fn every_key_is_documented_in_the_tuning_readme() {
+        let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tuning/README.md");
+        let readme = std::fs::read_to_string(readme).unwrap();
+        for key in KEYS {
+            assert!(readme.contains(&format!("`{}`", key.name)), "{}", key.name);
         }
     }
 }
