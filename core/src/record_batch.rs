@@ -168,7 +168,9 @@ pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
             computed,
         });
     }
-    if header.last_offset_delta < 0 || header.record_count != header.last_offset_delta + 1 {
+    if header.last_offset_delta < 0
+        || header.record_count as i64 != header.last_offset_delta as i64 + 1
+    {
         return Err(BatchError::BadCount {
             count: header.record_count,
             last_offset_delta: header.last_offset_delta,
