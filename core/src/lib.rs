@@ -5,3 +5,4 @@
 
 pub mod config;
 pub mod record_batch;
+pub mod topic_config;
