@@ -1,1 +1,28 @@
-//! spate-log: one partition's log on disk.
+//! spate-log: one partition's log on disk, stored exactly as Kafka stores it.
+//!
+//! It owns the segments (`NNNNNNNNNNNNNNNNNNNN.log` of v2 record batches), their sparse
+//! offset and time indexes, recovery after a crash, retention, the leader-epoch cache and
+//! the per-partition checkpoints (recovery point, high watermark, log start). No network, no
+//! shards: the broker holds one `Rc<PartitionLog>` per partition on the shard that owns it.
+
+mod checkpoint;
+mod clock;
+mod config;
+mod error;
+mod leader_epoch;
+mod offset_index;
+mod partition_log;
+mod recovery;
+mod retention;
+mod segment;
+mod time_index;
+
+pub use checkpoint::{
+    CLEAN_SHUTDOWN_FILE, HIGH_WATERMARK_FILE, LOG_START_FILE, RECOVERY_POINT_FILE,
+};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::LogConfig;
+pub use error::LogError;
+pub use leader_epoch::FILE_NAME as LEADER_EPOCH_FILE;
+pub use partition_log::{AppendInfo, PartitionLog, ReadSlice};
+pub use segment::SegmentFile;

@@ -1,0 +1,223 @@
+//! Removing data from a log: from the front by retention (time, size) and DeleteRecords,
+//! and from the end by truncation (a follower dropping what diverged from its leader).
+//!
+//! Retention deletes whole segments only, oldest first, and never the active segment
+//! (Kafka's `deleteOldSegments`). A segment removed from the map stays readable through the
+//! `Rc<SegmentFile>` of any fetch still sending it; its files are unlinked at once.
+
+use std::rc::Rc;
+
+use crate::checkpoint;
+use crate::error::LogError;
+use crate::leader_epoch;
+use crate::partition_log::PartitionLog;
+use crate::recovery::remove_segments;
+use crate::segment::{self, LogSegment, SegmentFile};
+
+impl PartitionLog {
+    /// Deletes the segments that retention.ms / retention.bytes, or a log start moved by
+    /// DeleteRecords, no longer keep. Returns how many were deleted.
+    pub async fn enforce_retention(&self) -> Result<usize, LogError> {
+        let _permit = self.lock().await?;
+        self.check_usable()?;
+        let now = self.clock.now_ms();
+        let deleted = {
+            let st = self.state.borrow();
+            let sealed: Vec<&LogSegment> = st.segments.values().rev().skip(1).rev().collect();
+            let mut n = 0;
+            if st.config.retention_ms >= 0 {
+                while n < sealed.len()
+                    && now - sealed[n].largest_timestamp() > st.config.retention_ms
+                {
+                    n += 1;
+                }
+            }
+            if st.config.retention_bytes >= 0 {
+                let kept: u64 = sealed[..n].iter().map(|s| s.size).sum();
+                let mut excess = (st.size_bytes - kept) as i64 - st.config.retention_bytes;
+                while n < sealed.len() && excess - sealed[n].size as i64 >= 0 {
+                    excess -= sealed[n].size as i64;
+                    n += 1;
+                }
+            }
+            n
+        };
+        let below_start = self.segments_below_log_start();
+        let count = deleted.max(below_start);
+        self.delete_oldest(count).await?;
+        Ok(count)
+    }
+
+    /// DeleteRecords: moves the log start to `offset` (at most the high watermark) and
+    /// deletes the segments wholly below it. Returns the new log start.
+    pub async fn delete_before(&self, offset: i64) -> Result<i64, LogError> {
+        let _permit = self.lock().await?;
+        self.check_usable()?;
+        {
+            let mut st = self.state.borrow_mut();
+            if offset > st.high_watermark || offset < 0 {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    log_start: st.log_start,
+                    log_end: st.high_watermark,
+                });
+            }
+            if offset <= st.log_start {
+                return Ok(st.log_start);
+            }
+            st.log_start = offset;
+            st.epochs.truncate_from_start(offset);
+        }
+        let count = self.segments_below_log_start();
+        self.delete_oldest(count).await?;
+        self.write_start_checkpoints().await?;
+        Ok(self.log_start_offset())
+    }
+
+    /// How many leading sealed segments hold only offsets below the log start.
+    fn segments_below_log_start(&self) -> usize {
+        let st = self.state.borrow();
+        let bases: Vec<i64> = st.segments.keys().copied().collect();
+        bases
+            .windows(2)
+            .take_while(|w| w[1] <= st.log_start)
+            .count()
+    }
+
+    /// Deletes the `count` oldest segments (never the active one). Caller holds the lock.
+    async fn delete_oldest(&self, count: usize) -> Result<(), LogError> {
+        if count == 0 {
+            return Ok(());
+        }
+        let bases: Vec<i64> = {
+            let mut st = self.state.borrow_mut();
+            let count = count.min(st.segments.len() - 1);
+            let bases: Vec<i64> = st.segments.keys().take(count).copied().collect();
+            for base in &bases {
+                let seg = st.segments.remove(base).expect("listed above");
+                st.size_bytes -= seg.size;
+            }
+            let first = *st
+                .segments
+                .keys()
+                .next()
+                .expect("the active segment remains");
+            st.log_start = st.log_start.max(first);
+            st.high_watermark = st.high_watermark.max(st.log_start);
+            st.recovery_point = st.recovery_point.max(st.log_start);
+            let start = st.log_start;
+            st.epochs.truncate_from_start(start);
+            bases
+        };
+        remove_segments(&self.dir, bases.into_iter()).await?;
+        self.write_start_checkpoints().await
+    }
+
+    async fn write_start_checkpoints(&self) -> Result<(), LogError> {
+        let (start, epochs) = {
+            let st = self.state.borrow();
+            (st.log_start, st.epochs.to_checkpoint())
+        };
+        checkpoint::write_atomic(
+            &self.dir.join(checkpoint::LOG_START_FILE),
+            checkpoint::offset_text(start),
+        )
+        .await?;
+        checkpoint::write_atomic(&self.dir.join(leader_epoch::FILE_NAME), epochs.into_bytes()).await
+    }
+
+    /// Drops offsets >= `offset`. The log ends at the start of the batch holding `offset`
+    /// (batches are never split). Below the log start, the log is emptied and restarts at
+    /// `offset` (Kafka's `truncateFullyAndStartAt`).
+    pub async fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
+        let _permit = self.lock().await?;
+        self.write_staged().await;
+        self.check_usable()?;
+        let (log_start, log_end) = {
+            let st = self.state.borrow();
+            (st.log_start, st.log_end)
+        };
+        if offset >= log_end {
+            return Ok(());
+        }
+        if offset < log_start {
+            return self.truncate_fully(offset).await;
+        }
+        let (key, file, size, hint, chunk) = {
+            let st = self.state.borrow();
+            let key = st.floor_segment(offset);
+            let seg = &st.segments[&key];
+            (
+                key,
+                seg.file.clone(),
+                seg.size,
+                seg.offset_index.lookup(offset).1 as u64,
+                st.config.index_interval_bytes as usize
+                    + spate_core::record_batch::BATCH_HEADER_LEN,
+            )
+        };
+        let mut reader = segment::HeaderReader::new(&file, size, chunk);
+        let (position, new_end) = match reader.find_offset(hint, offset).await? {
+            Some((pos, header)) => (pos, header.base_offset),
+            None => return Ok(()),
+        };
+        let removed: Vec<i64> = {
+            let mut st = self.state.borrow_mut();
+            let removed: Vec<i64> = st.segments.range(key + 1..).map(|(&b, _)| b).collect();
+            for base in &removed {
+                let seg = st.segments.remove(base).expect("listed above");
+                st.size_bytes -= seg.size;
+            }
+            let seg = st.segments.get_mut(&key).expect("found above");
+            let cut = seg.size - position;
+            seg.truncate_in_memory(position, new_end);
+            st.size_bytes -= cut;
+            st.log_end = new_end;
+            st.next_offset = new_end;
+            st.high_watermark = st.high_watermark.min(new_end);
+            st.recovery_point = st.recovery_point.min(new_end);
+            st.epochs.truncate_from_end(new_end);
+            st.generation += 1;
+            removed
+        };
+        let result = self.cut_files(&file, position, removed).await;
+        if let Err(e) = &result {
+            self.state.borrow_mut().unusable = Some(format!("truncation failed: {e}"));
+        }
+        result
+    }
+
+    async fn cut_files(
+        &self,
+        file: &SegmentFile,
+        position: u64,
+        removed: Vec<i64>,
+    ) -> Result<(), LogError> {
+        file.truncate(position).await?;
+        remove_segments(&self.dir, removed.into_iter()).await?;
+        // The lowered recovery point must be on disk before new appends reuse these offsets.
+        self.write_checkpoints().await
+    }
+
+    async fn truncate_fully(&self, offset: i64) -> Result<(), LogError> {
+        let removed: Vec<i64> = self.state.borrow().segments.keys().copied().collect();
+        remove_segments(&self.dir, removed.into_iter()).await?;
+        let path = segment::file_path(&self.dir, offset, segment::LOG_SUFFIX);
+        let file = Rc::new(SegmentFile::open(path, true).await?);
+        {
+            let mut st = self.state.borrow_mut();
+            st.segments.clear();
+            st.segments
+                .insert(offset, LogSegment::new(offset, file, self.clock.now_ms()));
+            st.size_bytes = 0;
+            st.log_start = offset;
+            st.log_end = offset;
+            st.next_offset = offset;
+            st.high_watermark = offset;
+            st.recovery_point = offset;
+            st.epochs = Default::default();
+            st.generation += 1;
+        }
+        self.write_checkpoints().await
+    }
+}

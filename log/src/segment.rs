@@ -1,0 +1,472 @@
+//! One segment of a partition log (Kafka's `LogSegment`): the `.log` file of whole batches
+//! starting at `base_offset`, and its in-memory sparse offset and time indexes.
+//!
+//! File names are Kafka's: the base offset as 20 zero-padded digits, then `.log`, `.index`
+//! or `.timeindex`. A segment's indexes are written to disk when it stops being the active
+//! segment and on close; after a crash they are rebuilt for the segments that recovery scans.
+
+use std::os::unix::io::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use glommio::io::{BufferedFile, OpenOptions};
+use spate_core::record_batch::{BatchHeader, BATCH_HEADER_LEN};
+
+use crate::config::LogConfig;
+use crate::error::LogError;
+use crate::offset_index::OffsetIndex;
+use crate::time_index::TimeIndex;
+
+pub const LOG_SUFFIX: &str = "log";
+pub const INDEX_SUFFIX: &str = "index";
+pub const TIME_INDEX_SUFFIX: &str = "timeindex";
+
+/// Kafka's segment file name: `00000000000000001234.log`.
+pub fn file_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}.{suffix}"))
+}
+
+/// The base offset in a segment file name, if `name` is one with `suffix`.
+pub fn parse_file_name(name: &str, suffix: &str) -> Option<i64> {
+    let stem = name.strip_suffix(suffix)?.strip_suffix('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+/// The `.log` file of a segment. Shared (`Rc`) with fetch responses in flight, so a segment
+/// deleted by retention stays readable until the last response using it is sent.
+pub struct SegmentFile {
+    file: BufferedFile,
+    path: PathBuf,
+}
+
+impl SegmentFile {
+    /// Opens (creating if missing) a segment file for reading and appending.
+    pub(crate) async fn open(path: PathBuf, truncate: bool) -> Result<SegmentFile, LogError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(truncate)
+            .buffered_open(&path)
+            .await
+            .map_err(|e| LogError::io(&path, e))?;
+        Ok(SegmentFile { file, path })
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads `len` bytes at `position`, fewer only if the file ends first.
+    pub async fn read_at(&self, position: u64, len: usize) -> Result<Vec<u8>, LogError> {
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            let at = position + out.len() as u64;
+            let got = self
+                .file
+                .read_at(at, len - out.len())
+                .await
+                .map_err(|e| LogError::io(&self.path, e))?;
+            if got.is_empty() {
+                break;
+            }
+            out.extend_from_slice(&got);
+        }
+        Ok(out)
+    }
+
+    /// Reads exactly `len` bytes; a short file is corruption (the caller only asks for bytes
+    /// it knows were written).
+    pub(crate) async fn read_exact_at(
+        &self,
+        position: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, LogError> {
+        let buf = self.read_at(position, len).await?;
+        if buf.len() < len {
+            return Err(LogError::corrupt(
+                &self.path,
+                position + buf.len() as u64,
+                format!("file ends {} bytes early", len - buf.len()),
+            ));
+        }
+        Ok(buf)
+    }
+
+    /// Writes all of `buf` at `position`. `write_at` takes the buffer, so a short write
+    /// (the disk filled up mid-way) is reported as an error; the caller cuts the file back.
+    pub(crate) async fn write_all_at(&self, buf: Vec<u8>, position: u64) -> Result<(), LogError> {
+        let len = buf.len();
+        let written = self
+            .file
+            .write_at(buf, position)
+            .await
+            .map_err(|e| LogError::io(&self.path, e))?;
+        if written != len {
+            return Err(LogError::io(
+                &self.path,
+                std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    format!("short write: {written} of {len} bytes (disk full?)"),
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn sync(&self) -> Result<(), LogError> {
+        self.file
+            .fdatasync()
+            .await
+            .map_err(|e| LogError::io(&self.path, e))
+    }
+
+    pub(crate) async fn truncate(&self, size: u64) -> Result<(), LogError> {
+        self.file
+            .truncate(size)
+            .await
+            .map_err(|e| LogError::io(&self.path, e))
+    }
+
+    pub(crate) async fn size(&self) -> Result<u64, LogError> {
+        self.file
+            .file_size()
+            .await
+            .map_err(|e| LogError::io(&self.path, e))
+    }
+}
+
+/// What the log needs to know about one appended batch.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchMeta {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+    pub len: u64,
+    pub leader_epoch: i32,
+}
+
+impl BatchMeta {
+    pub fn of(header: &BatchHeader) -> BatchMeta {
+        BatchMeta {
+            base_offset: header.base_offset,
+            last_offset: header.last_offset(),
+            max_timestamp: header.max_timestamp,
+            len: header.total_len() as u64,
+            leader_epoch: header.partition_leader_epoch,
+        }
+    }
+}
+
+/// A segment's in-memory state. Lives in the partition's state map; the file handle is
+/// shared, everything else is plain data (updated only once bytes are written).
+pub(crate) struct LogSegment {
+    pub base_offset: i64,
+    pub file: std::rc::Rc<SegmentFile>,
+    /// Bytes written and readable.
+    pub size: u64,
+    /// The offset after the last batch (the base offset when empty).
+    pub next_offset: i64,
+    pub offset_index: OffsetIndex,
+    pub time_index: TimeIndex,
+    bytes_since_index_entry: u64,
+    /// Largest batch max timestamp so far, and the last offset of that batch (-1 if none).
+    pub max_timestamp: i64,
+    pub offset_of_max_timestamp: i64,
+    /// Max timestamp of the segment's first batch: what `roll_ms` is measured from.
+    rolling_timestamp: Option<i64>,
+    created_ms: i64,
+    /// Clock time of the last append (or of loading): time retention's fallback when the
+    /// batches carry no timestamps.
+    pub last_modified_ms: i64,
+}
+
+impl LogSegment {
+    pub fn new(base_offset: i64, file: std::rc::Rc<SegmentFile>, now_ms: i64) -> LogSegment {
+        LogSegment {
+            base_offset,
+            file,
+            size: 0,
+            next_offset: base_offset,
+            offset_index: OffsetIndex::new(base_offset),
+            time_index: TimeIndex::new(base_offset),
+            bytes_since_index_entry: 0,
+            max_timestamp: -1,
+            offset_of_max_timestamp: -1,
+            rolling_timestamp: None,
+            created_ms: now_ms,
+            last_modified_ms: now_ms,
+        }
+    }
+
+    /// A segment loaded from disk with trusted indexes, without reading its batches.
+    pub fn loaded(
+        base_offset: i64,
+        file: std::rc::Rc<SegmentFile>,
+        size: u64,
+        next_offset: i64,
+        offset_index: OffsetIndex,
+        time_index: TimeIndex,
+        now_ms: i64,
+    ) -> LogSegment {
+        let (max_timestamp, offset_of_max_timestamp) = time_index.last().unwrap_or((-1, -1));
+        LogSegment {
+            size,
+            next_offset,
+            offset_index,
+            time_index,
+            max_timestamp,
+            offset_of_max_timestamp,
+            ..LogSegment::new(base_offset, file, now_ms)
+        }
+    }
+
+    /// Accounts for a batch written at `position` (Kafka's `LogSegment.append`): the max
+    /// timestamp first, then an index entry if `index.interval.bytes` have passed.
+    pub fn on_batch_written(&mut self, position: u64, batch: &BatchMeta, index_interval: u32) {
+        if batch.max_timestamp > self.max_timestamp {
+            self.max_timestamp = batch.max_timestamp;
+            self.offset_of_max_timestamp = batch.last_offset;
+        }
+        if self.rolling_timestamp.is_none() {
+            self.rolling_timestamp = Some(batch.max_timestamp);
+        }
+        if self.bytes_since_index_entry > index_interval as u64 {
+            self.offset_index.append(batch.last_offset, position as u32);
+            self.time_index
+                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp);
+            self.bytes_since_index_entry = 0;
+        }
+        self.bytes_since_index_entry += batch.len;
+        self.size = position + batch.len;
+        self.next_offset = batch.last_offset + 1;
+    }
+
+    /// Kafka's `shouldRoll`: whether an append of `len` bytes must go to a new segment, given
+    /// `unwritten` bytes already queued for this one (with `unwritten_first_ts` the max
+    /// timestamp of the first of them).
+    #[allow(clippy::too_many_arguments)]
+    pub fn should_roll(
+        &self,
+        config: &LogConfig,
+        unwritten: u64,
+        unwritten_first_ts: Option<i64>,
+        len: u64,
+        max_timestamp: i64,
+        last_offset: i64,
+        now_ms: i64,
+    ) -> bool {
+        let size = self.size + unwritten;
+        if size == 0 {
+            return false;
+        }
+        // Index positions are u32 and Kafka caps segments at i32::MAX bytes.
+        let max_bytes = config.segment_bytes.min(i32::MAX as u64);
+        let waited = match self.rolling_timestamp.or(unwritten_first_ts) {
+            Some(ts) if ts >= 0 => max_timestamp - ts,
+            _ => now_ms - self.created_ms,
+        };
+        size + len > max_bytes
+            || waited > config.roll_ms
+            || last_offset - self.base_offset > i32::MAX as i64
+    }
+
+    /// The segment stops being the active one: its time index gets a last entry with the
+    /// segment's largest timestamp (Kafka's `onBecomeInactiveSegment`).
+    pub fn seal_time_index(&mut self) {
+        if self.max_timestamp >= 0 {
+            self.time_index
+                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp);
+        }
+    }
+
+    /// Forgets everything at or after `position`, where a batch starting at `next_offset` was.
+    pub fn truncate_in_memory(&mut self, position: u64, next_offset: i64) {
+        self.size = position;
+        self.next_offset = next_offset;
+        self.offset_index.truncate_to_position(position);
+        self.time_index.truncate_to_offset(next_offset);
+        (self.max_timestamp, self.offset_of_max_timestamp) =
+            self.time_index.last().unwrap_or((-1, -1));
+        self.bytes_since_index_entry = 0;
+        if position == 0 {
+            self.rolling_timestamp = None;
+        }
+    }
+
+    /// The timestamp time retention compares (Kafka's `largestTimestamp`).
+    pub fn largest_timestamp(&self) -> i64 {
+        if self.max_timestamp >= 0 {
+            self.max_timestamp
+        } else {
+            self.last_modified_ms
+        }
+    }
+}
+
+/// Writes a segment's index files, replacing what was there.
+pub(crate) async fn write_index_files(
+    dir: &Path,
+    base_offset: i64,
+    offset_index: Vec<u8>,
+    time_index: Vec<u8>,
+) -> Result<(), LogError> {
+    for (suffix, bytes) in [
+        (INDEX_SUFFIX, offset_index),
+        (TIME_INDEX_SUFFIX, time_index),
+    ] {
+        let path = file_path(dir, base_offset, suffix);
+        let file = SegmentFile::open(path, true).await?;
+        if !bytes.is_empty() {
+            file.write_all_at(bytes, 0).await?;
+        }
+        file.file
+            .close()
+            .await
+            .map_err(|e| LogError::io(&file.path, e))?;
+    }
+    Ok(())
+}
+
+/// Reads batch headers of a segment file forward from a batch boundary, a chunk at a time,
+/// so a scan of many small batches costs one read, not one per batch.
+pub(crate) struct HeaderReader<'a> {
+    file: &'a SegmentFile,
+    /// Bytes past this are not (yet) part of the segment.
+    end: u64,
+    chunk_size: usize,
+    chunk: Vec<u8>,
+    chunk_pos: u64,
+}
+
+impl<'a> HeaderReader<'a> {
+    pub fn new(file: &'a SegmentFile, end: u64, chunk_size: usize) -> HeaderReader<'a> {
+        HeaderReader {
+            file,
+            end,
+            chunk_size: chunk_size.max(BATCH_HEADER_LEN),
+            chunk: Vec::new(),
+            chunk_pos: 0,
+        }
+    }
+
+    /// The header of the batch at `pos`, checked to lie wholly within the segment.
+    pub async fn header_at(&mut self, pos: u64) -> Result<BatchHeader, LogError> {
+        let need = BATCH_HEADER_LEN as u64;
+        if pos + need > self.end {
+            return Err(LogError::corrupt(
+                self.file.path(),
+                pos,
+                format!(
+                    "a batch header at {pos} runs past the segment end {}",
+                    self.end
+                ),
+            ));
+        }
+        let cached =
+            pos >= self.chunk_pos && pos + need <= self.chunk_pos + self.chunk.len() as u64;
+        if !cached {
+            let len = (self.chunk_size as u64).min(self.end - pos) as usize;
+            self.chunk = self.file.read_exact_at(pos, len).await?;
+            self.chunk_pos = pos;
+        }
+        let at = (pos - self.chunk_pos) as usize;
+        let header = BatchHeader::parse(&self.chunk[at..]).map_err(|e| {
+            LogError::corrupt(self.file.path(), pos, format!("bad batch header: {e}"))
+        })?;
+        if pos + header.total_len() as u64 > self.end {
+            return Err(LogError::corrupt(
+                self.file.path(),
+                pos,
+                format!(
+                    "batch of {} bytes runs past the segment end {}",
+                    header.total_len(),
+                    self.end
+                ),
+            ));
+        }
+        Ok(header)
+    }
+
+    /// The first batch at or after `from` whose last offset is >= `target`, or None if the
+    /// segment ends first.
+    pub async fn find_offset(
+        &mut self,
+        from: u64,
+        target: i64,
+    ) -> Result<Option<(u64, BatchHeader)>, LogError> {
+        let mut pos = from;
+        while pos < self.end {
+            let header = self.header_at(pos).await?;
+            if header.last_offset() >= target {
+                return Ok(Some((pos, header)));
+            }
+            pos += header.total_len() as u64;
+        }
+        Ok(None)
+    }
+
+    /// The first batch at or after `from` whose max timestamp is >= `timestamp`.
+    pub async fn find_timestamp(
+        &mut self,
+        from: u64,
+        timestamp: i64,
+    ) -> Result<Option<(u64, BatchHeader)>, LogError> {
+        let mut pos = from;
+        while pos < self.end {
+            let header = self.header_at(pos).await?;
+            if header.max_timestamp >= timestamp {
+                return Ok(Some((pos, header)));
+            }
+            pos += header.total_len() as u64;
+        }
+        Ok(None)
+    }
+
+    /// The last batch boundary at or below `limit`, walking from the boundary `from`.
+    pub async fn boundary_at_or_before(&mut self, from: u64, limit: u64) -> Result<u64, LogError> {
+        let mut pos = from;
+        while pos < limit.min(self.end) {
+            let header = self.header_at(pos).await?;
+            let next = pos + header.total_len() as u64;
+            if next > limit {
+                break;
+            }
+            pos = next;
+        }
+        Ok(pos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_file_names() {
+        let dir = Path::new("/d");
+        assert_eq!(
+            file_path(dir, 1234, LOG_SUFFIX),
+            Path::new("/d/00000000000000001234.log")
+        );
+        assert_eq!(
+            parse_file_name("00000000000000001234.log", LOG_SUFFIX),
+            Some(1234)
+        );
+        assert_eq!(
+            parse_file_name("00000000000000001234.index", LOG_SUFFIX),
+            None
+        );
+        assert_eq!(parse_file_name("1234.log", LOG_SUFFIX), None);
+        assert_eq!(
+            parse_file_name("0000000000000000123x.log", LOG_SUFFIX),
+            None
+        );
+    }
+}
