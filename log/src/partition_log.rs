@@ -63,7 +63,27 @@ pub struct PartitionLog {
     /// The single writer's permit: held to write staged appends, and by operations that
     /// rewrite segments (truncation, retention, close), so they never race a write.
     pub(crate) write_lock: Semaphore,
+    /// Serializes checkpoint file writes.
+    checkpoint_lock: Semaphore,
     pub(crate) state: RefCell<State>,
+}
+
+/// The small state files beside the segments.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Checkpoint {
+    RecoveryPoint,
+    HighWatermark,
+    LogStart,
+    LeaderEpochs,
+}
+
+impl Checkpoint {
+    pub(crate) const ALL: [Checkpoint; 4] = [
+        Checkpoint::RecoveryPoint,
+        Checkpoint::HighWatermark,
+        Checkpoint::LogStart,
+        Checkpoint::LeaderEpochs,
+    ];
 }
 
 /// Where a staged append learns how its write went.
@@ -207,6 +227,7 @@ impl PartitionLog {
             clock,
             me: me.clone(),
             write_lock: Semaphore::new(1),
+            checkpoint_lock: Semaphore::new(1),
             state: RefCell::new(state),
         })
     }
@@ -470,7 +491,12 @@ impl PartitionLog {
         let me = self.me.clone();
         glommio::spawn_local(async move {
             if let Some(log) = me.upgrade() {
-                if let Err(e) = log.flush_to_if(base_offset, Some(generation)).await {
+                let flushed = log.flush_to_if(base_offset, Some(generation)).await;
+                let checkpointed = match flushed {
+                    Ok(()) => log.write_checkpoints(&[Checkpoint::RecoveryPoint]).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = checkpointed {
                     tracing::warn!(dir = %log.dir.display(), "flush after roll failed: {e}");
                 }
             }
@@ -770,31 +796,51 @@ impl PartitionLog {
         Ok(None)
     }
 
-    /// Fsyncs everything written and moves the recovery point to the log end.
+    /// Fsyncs everything written, moves the recovery point to the log end and checkpoints it
+    /// with the high watermark. The broker calls this periodically (Kafka's
+    /// `log.flush.offset.checkpoint.interval.ms`); the flush policy's own fsyncs do not
+    /// rewrite checkpoints, so a crash may rescan a little more than needed, never less.
     pub async fn flush(&self) -> Result<(), LogError> {
         self.check_usable()?;
         let end = self.log_end_offset();
-        self.flush_to(end).await
+        self.flush_to(end).await?;
+        self.write_checkpoints(&[Checkpoint::RecoveryPoint, Checkpoint::HighWatermark])
+            .await
     }
 
-    /// Writes the recovery point, high watermark, log start and leader epochs.
-    pub(crate) async fn write_checkpoints(&self) -> Result<(), LogError> {
-        let (rp, hw, start, epochs) = {
-            let st = self.state.borrow();
-            (
-                st.recovery_point,
-                st.high_watermark,
-                st.log_start,
-                st.epochs.to_checkpoint(),
-            )
-        };
-        let files = [
-            (checkpoint::RECOVERY_POINT_FILE, checkpoint::offset_text(rp)),
-            (checkpoint::HIGH_WATERMARK_FILE, checkpoint::offset_text(hw)),
-            (checkpoint::LOG_START_FILE, checkpoint::offset_text(start)),
-            (leader_epoch::FILE_NAME, epochs.into_bytes()),
-        ];
-        for (name, bytes) in files {
+    /// Writes the given checkpoint files from the current state, one writer at a time
+    /// (they share `.tmp` names).
+    pub(crate) async fn write_checkpoints(&self, which: &[Checkpoint]) -> Result<(), LogError> {
+        let _permit =
+            self.checkpoint_lock
+                .acquire_permit(1)
+                .await
+                .map_err(|e| LogError::Unusable {
+                    dir: self.dir.clone(),
+                    reason: e.to_string(),
+                })?;
+        for which in which {
+            let (name, bytes) = {
+                let st = self.state.borrow();
+                match which {
+                    Checkpoint::RecoveryPoint => (
+                        checkpoint::RECOVERY_POINT_FILE,
+                        checkpoint::offset_text(st.recovery_point),
+                    ),
+                    Checkpoint::HighWatermark => (
+                        checkpoint::HIGH_WATERMARK_FILE,
+                        checkpoint::offset_text(st.high_watermark),
+                    ),
+                    Checkpoint::LogStart => (
+                        checkpoint::LOG_START_FILE,
+                        checkpoint::offset_text(st.log_start),
+                    ),
+                    Checkpoint::LeaderEpochs => (
+                        leader_epoch::FILE_NAME,
+                        st.epochs.to_checkpoint().into_bytes(),
+                    ),
+                }
+            };
             checkpoint::write_atomic(&self.dir.join(name), bytes).await?;
         }
         Ok(())
@@ -821,7 +867,7 @@ impl PartitionLog {
         };
         segment::write_index_files(&self.dir, base, offset_index, time_index).await?;
         self.sync_index_files(base).await?;
-        self.write_checkpoints().await?;
+        self.write_checkpoints(&Checkpoint::ALL).await?;
         let marker = CleanShutdown {
             log_end: end,
             active_base: base,

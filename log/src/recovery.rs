@@ -22,7 +22,7 @@ use crate::config::LogConfig;
 use crate::error::LogError;
 use crate::leader_epoch::{self, LeaderEpochCache};
 use crate::offset_index::OffsetIndex;
-use crate::partition_log::{PartitionLog, State};
+use crate::partition_log::{Checkpoint, PartitionLog, State};
 use crate::segment::{self, BatchMeta, LogSegment, SegmentFile};
 use crate::time_index::TimeIndex;
 
@@ -194,7 +194,7 @@ impl PartitionLog {
         );
         let log = PartitionLog::from_state(dir.to_path_buf(), clock, state);
         if recovered {
-            log.write_checkpoints().await?;
+            log.write_checkpoints(&Checkpoint::ALL).await?;
         }
         Ok(log)
     }

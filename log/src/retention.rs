@@ -7,10 +7,8 @@
 
 use std::rc::Rc;
 
-use crate::checkpoint;
 use crate::error::LogError;
-use crate::leader_epoch;
-use crate::partition_log::PartitionLog;
+use crate::partition_log::{Checkpoint, PartitionLog};
 use crate::recovery::remove_segments;
 use crate::segment::{self, LogSegment, SegmentFile};
 
@@ -114,16 +112,8 @@ impl PartitionLog {
     }
 
     async fn write_start_checkpoints(&self) -> Result<(), LogError> {
-        let (start, epochs) = {
-            let st = self.state.borrow();
-            (st.log_start, st.epochs.to_checkpoint())
-        };
-        checkpoint::write_atomic(
-            &self.dir.join(checkpoint::LOG_START_FILE),
-            checkpoint::offset_text(start),
-        )
-        .await?;
-        checkpoint::write_atomic(&self.dir.join(leader_epoch::FILE_NAME), epochs.into_bytes()).await
+        self.write_checkpoints(&[Checkpoint::LogStart, Checkpoint::LeaderEpochs])
+            .await
     }
 
     /// Drops offsets >= `offset`. The log ends at the start of the batch holding `offset`
@@ -196,7 +186,7 @@ impl PartitionLog {
         file.truncate(position).await?;
         remove_segments(&self.dir, removed.into_iter()).await?;
         // The lowered recovery point must be on disk before new appends reuse these offsets.
-        self.write_checkpoints().await
+        self.write_checkpoints(&Checkpoint::ALL).await
     }
 
     async fn truncate_fully(&self, offset: i64) -> Result<(), LogError> {
@@ -218,6 +208,6 @@ impl PartitionLog {
             st.epochs = Default::default();
             st.generation += 1;
         }
-        self.write_checkpoints().await
+        self.write_checkpoints(&Checkpoint::ALL).await
     }
 }
