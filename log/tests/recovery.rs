@@ -97,11 +97,7 @@ impl Crashed {
 
     /// Log end after recovery if the last segment keeps only its first `kept` bytes intact.
     fn end_if_valid_up_to(&self, kept: u64) -> i64 {
-        let whole = self
-            .last_segment
-            .iter()
-            .filter(|b| b.0 + b.3 <= kept)
-            .next_back();
+        let whole = self.last_segment.iter().rfind(|b| b.0 + b.3 <= kept);
         whole.map_or(self.last_segment[0].1, |b| b.2 + 1)
     }
 }
