@@ -1,2 +1,13 @@
 //! spate-net: the Kafka server. Listeners, the connection loop, one handler per Kafka API and
 //! the zero-copy fetch writer.
+//!
+//! - `server`: a shard's listener; `connection`: one client's request loop.
+//! - `frame`: Kafka's size-prefixed framing, bounded by `socket.request.max.bytes`.
+//! - `handlers`: one module per Kafka API, and the dispatch table.
+
+mod connection;
+pub mod frame;
+pub mod handlers;
+pub mod server;
+
+pub use server::serve;

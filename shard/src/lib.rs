@@ -1,2 +1,24 @@
 //! spate-shard: the thread-per-core runtime. One pinned glommio executor per core, each
 //! owning a disjoint set of partitions; cross-shard messages; the per-shard partition manager.
+//!
+//! - `executor`: starts the shards.
+//! - `placement`: which shard owns a partition.
+//! - `router`: calls from one shard to another over glommio shared channels.
+//! - `shard`: a shard's partitions and the operations the Kafka server calls.
+//! - `topics`: the topic table (one shard owns it, the others get snapshots) and its files.
+
+pub mod executor;
+pub mod messages;
+mod notify;
+mod partition;
+pub mod placement;
+mod router;
+pub mod shard;
+pub mod topic_config;
+pub mod topics;
+
+pub use messages::{
+    ListedOffset, NewTopic, PartitionOffsets, ProduceResult, ReadRequest, TopicError,
+};
+pub use partition::read_slice_to_bytes;
+pub use shard::{Records, Shard};

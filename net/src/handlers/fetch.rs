@@ -1,0 +1,188 @@
+//! Fetch: whole batches from each requested partition, up to its high watermark.
+//!
+//! Limits follow Kafka: `partition_max_bytes` per partition and `max_bytes` for the whole
+//! response, except that the first batch found is returned even when larger, so a consumer
+//! never stalls behind a big batch. With fewer than `min_bytes` found and `max_wait_ms` > 0
+//! the request waits on its partitions and wakes on the append that brings data (or at the
+//! deadline), then reads again.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::future::{select_all, FutureExt, LocalBoxFuture};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::ResponseError;
+use spate_shard::{read_slice_to_bytes, PartitionOffsets, ReadRequest, Records};
+use uuid::Uuid;
+
+use super::Context;
+
+/// From v13 on, topics are named by id.
+const TOPIC_IDS_VERSION: i16 = 13;
+/// The first version whose partitions carry `log_start_offset`.
+const LOG_START_OFFSET_VERSION: i16 = 5;
+
+/// One partition the request asks for, with what the last read of it found.
+struct Wanted {
+    topic: usize,
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+    result: Result<(Records, PartitionOffsets), ResponseError>,
+}
+
+/// One requested topic, resolved to a name (`None`: unknown).
+struct Topic {
+    name: Option<String>,
+    id: Uuid,
+    wire_name: TopicName,
+}
+
+pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
+    let table = ctx.shard.topics();
+    let by_id = ctx.version() >= TOPIC_IDS_VERSION;
+    let mut topics = Vec::with_capacity(request.topics.len());
+    let mut wanted = Vec::new();
+    for topic in request.topics {
+        let name = if by_id {
+            table.get_by_id(topic.topic_id).map(|t| t.name.clone())
+        } else {
+            Some(topic.topic.0.to_string()).filter(|n| table.get(n).is_some())
+        };
+        for p in topic.partitions {
+            wanted.push(Wanted {
+                topic: topics.len(),
+                partition: p.partition,
+                offset: p.fetch_offset,
+                max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
+                result: Err(if by_id {
+                    ResponseError::UnknownTopicId
+                } else {
+                    ResponseError::UnknownTopicOrPartition
+                }),
+            });
+        }
+        topics.push(Topic {
+            name,
+            id: topic.topic_id,
+            wire_name: topic.topic,
+        });
+    }
+    let max_bytes = usize::try_from(request.max_bytes).unwrap_or(0);
+    let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
+    let deadline =
+        Instant::now() + Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
+    loop {
+        let found = read_all(ctx, &topics, &mut wanted, max_bytes).await;
+        let now = Instant::now();
+        if found >= min_bytes.max(1) || now >= deadline || !worth_waiting(&wanted) {
+            break;
+        }
+        wait_for_any(ctx, &topics, &wanted, deadline - now).await;
+    }
+    response(topics, wanted, ctx.version()).await
+}
+
+/// Reads every partition once, within the response's byte budget; returns the bytes found.
+async fn read_all(
+    ctx: &Context,
+    topics: &[Topic],
+    wanted: &mut [Wanted],
+    max_bytes: usize,
+) -> usize {
+    let mut total = 0;
+    for w in wanted.iter_mut() {
+        let Some(name) = &topics[w.topic].name else {
+            continue;
+        };
+        let request = ReadRequest {
+            topic: name.clone(),
+            partition: w.partition,
+            offset: w.offset,
+            max_bytes: w.max_bytes.min(max_bytes.saturating_sub(total)),
+            min_one_batch: total == 0,
+        };
+        w.result = ctx.shard.read(request).await;
+        if let Ok((records, _)) = &w.result {
+            total += records.len();
+        }
+    }
+    total
+}
+
+/// Waiting only helps when every partition read cleanly and came back empty at its end.
+fn worth_waiting(wanted: &[Wanted]) -> bool {
+    wanted.iter().all(|w| match &w.result {
+        Ok((records, offsets)) => records.is_empty() && w.offset >= offsets.high_watermark,
+        Err(_) => false,
+    })
+}
+
+/// Resolves as soon as any requested partition gets data past its fetch offset.
+async fn wait_for_any(ctx: &Context, topics: &[Topic], wanted: &[Wanted], timeout: Duration) {
+    let waits: Vec<LocalBoxFuture<'_, ()>> = wanted
+        .iter()
+        .filter_map(|w| {
+            let name = topics[w.topic].name.as_deref()?;
+            Some(
+                ctx.shard
+                    .wait_for_data(name, w.partition, w.offset, timeout)
+                    .boxed_local(),
+            )
+        })
+        .collect();
+    if !waits.is_empty() {
+        select_all(waits).await;
+    }
+}
+
+async fn response(topics: Vec<Topic>, wanted: Vec<Wanted>, version: i16) -> FetchResponse {
+    let mut responses: Vec<FetchableTopicResponse> = topics
+        .into_iter()
+        .map(|t| {
+            FetchableTopicResponse::default()
+                .with_topic(t.wire_name)
+                .with_topic_id(t.id)
+        })
+        .collect();
+    for w in wanted {
+        let partition = PartitionData::default().with_partition_index(w.partition);
+        let partition = match w.result {
+            Ok((records, offsets)) => match records_bytes(records).await {
+                Ok(bytes) => {
+                    let partition = partition
+                        .with_high_watermark(offsets.high_watermark)
+                        .with_last_stable_offset(offsets.high_watermark)
+                        .with_records(Some(bytes));
+                    if version >= LOG_START_OFFSET_VERSION {
+                        partition.with_log_start_offset(offsets.log_start_offset)
+                    } else {
+                        partition
+                    }
+                }
+                Err(e) => error_partition(partition, e),
+            },
+            Err(e) => error_partition(partition, e),
+        };
+        responses[w.topic].partitions.push(partition);
+    }
+    FetchResponse::default().with_responses(responses)
+}
+
+fn error_partition(partition: PartitionData, error: ResponseError) -> PartitionData {
+    partition
+        .with_error_code(error.code())
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_records(Some(Bytes::new()))
+}
+
+/// The records as bytes for the response encoder. A local file range is copied out here:
+/// the one place to switch to the zero-copy writer.
+async fn records_bytes(records: Records) -> Result<Bytes, ResponseError> {
+    match records {
+        Records::File(slice) => read_slice_to_bytes(&slice).await,
+        Records::Bytes(bytes) => Ok(bytes),
+    }
+}

@@ -1,0 +1,178 @@
+//! One module per Kafka API, named for it. `dispatch` decodes a request, runs its handler
+//! and encodes the response; `SUPPORTED_APIS` is the table ApiVersions advertises.
+
+use std::rc::Rc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+use spate_shard::Shard;
+
+pub mod api_versions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_configs;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+/// The APIs Spate serves, with the version ranges Kafka 4.0 serves for them.
+pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 12),
+    (ApiKey::Fetch, 4, 17),
+    (ApiKey::ListOffsets, 1, 9),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DescribeConfigs, 1, 4),
+];
+
+pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED_APIS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, min, max)| (*min, *max))
+}
+
+/// What a handler sees of its request besides the body.
+pub struct Context {
+    pub shard: Rc<Shard>,
+    pub header: RequestHeader,
+}
+
+impl Context {
+    pub fn version(&self) -> i16 {
+        self.header.request_api_version
+    }
+}
+
+/// Why a request got no response and its connection must close.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("unknown API key {0}")]
+    UnknownApi(i16),
+    #[error("{api:?} v{version} is not supported")]
+    UnsupportedVersion { api: ApiKey, version: i16 },
+    #[error("cannot decode {what}: {reason}")]
+    Malformed { what: &'static str, reason: String },
+    #[error("cannot encode {what}: {reason}")]
+    Encode { what: &'static str, reason: String },
+}
+
+/// Handles one request frame (header and body). `Ok(None)`: the request wants no response
+/// (Produce with acks=0). `Err`: close the connection.
+pub async fn dispatch(shard: &Rc<Shard>, mut frame: Bytes) -> Result<Option<Bytes>, RequestError> {
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let api = ApiKey::try_from(raw_key).map_err(|_| RequestError::UnknownApi(raw_key))?;
+    let Some((min, max)) = supported_versions(api) else {
+        return Err(RequestError::UnknownApi(raw_key));
+    };
+    if version < min || version > max {
+        if api == ApiKey::ApiVersions {
+            // Kafka answers an ApiVersions it cannot parse with a v0 response holding
+            // UNSUPPORTED_VERSION and its version table, so the client can retry lower.
+            return encode(correlation_id, 0, &api_versions::unsupported()).map(Some);
+        }
+        return Err(RequestError::UnsupportedVersion { api, version });
+    }
+    let header =
+        RequestHeader::decode(&mut frame, api.request_header_version(version)).map_err(|e| {
+            RequestError::Malformed {
+                what: "request header",
+                reason: e.to_string(),
+            }
+        })?;
+    let ctx = Context {
+        shard: shard.clone(),
+        header,
+    };
+    match api {
+        ApiKey::ApiVersions => respond(
+            &ctx,
+            api_versions::handle(&ctx, decode(&mut frame, version)?),
+        ),
+        ApiKey::Metadata => respond(
+            &ctx,
+            metadata::handle(&ctx, decode(&mut frame, version)?).await,
+        ),
+        ApiKey::Produce => match produce::handle(&ctx, decode(&mut frame, version)?).await {
+            Some(response) => respond(&ctx, response),
+            None => Ok(None),
+        },
+        ApiKey::Fetch => respond(
+            &ctx,
+            fetch::handle(&ctx, decode(&mut frame, version)?).await,
+        ),
+        ApiKey::ListOffsets => respond(
+            &ctx,
+            list_offsets::handle(&ctx, decode(&mut frame, version)?).await,
+        ),
+        ApiKey::CreateTopics => respond(
+            &ctx,
+            create_topics::handle(&ctx, decode(&mut frame, version)?).await,
+        ),
+        ApiKey::DeleteTopics => respond(
+            &ctx,
+            delete_topics::handle(&ctx, decode(&mut frame, version)?).await,
+        ),
+        ApiKey::DescribeConfigs => respond(
+            &ctx,
+            describe_configs::handle(&ctx, decode(&mut frame, version)?),
+        ),
+        _ => Err(RequestError::UnknownApi(raw_key)),
+    }
+}
+
+fn decode<T: Decodable>(frame: &mut Bytes, version: i16) -> Result<T, RequestError> {
+    T::decode(frame, version).map_err(|e| RequestError::Malformed {
+        what: short_type_name::<T>(),
+        reason: e.to_string(),
+    })
+}
+
+fn respond<R: Encodable + HeaderVersion>(
+    ctx: &Context,
+    response: R,
+) -> Result<Option<Bytes>, RequestError> {
+    encode(ctx.header.correlation_id, ctx.version(), &response).map(Some)
+}
+
+/// Encodes a whole response frame: size, response header, body.
+pub fn encode<R: Encodable + HeaderVersion>(
+    correlation_id: i32,
+    version: i16,
+    response: &R,
+) -> Result<Bytes, RequestError> {
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let header_version = R::header_version(version);
+    let encode_error = |e: &dyn std::fmt::Display| RequestError::Encode {
+        what: short_type_name::<R>(),
+        reason: format!("v{version}: {e}"),
+    };
+    let size = header
+        .compute_size(header_version)
+        .map_err(|e| encode_error(&e))?
+        + response
+            .compute_size(version)
+            .map_err(|e| encode_error(&e))?;
+    let mut buf = BytesMut::with_capacity(4 + size);
+    buf.put_i32(size as i32);
+    header
+        .encode(&mut buf, header_version)
+        .map_err(|e| encode_error(&e))?;
+    response
+        .encode(&mut buf, version)
+        .map_err(|e| encode_error(&e))?;
+    Ok(buf.freeze())
+}
+
+fn short_type_name<T>() -> &'static str {
+    std::any::type_name::<T>()
+        .rsplit("::")
+        .next()
+        .unwrap_or("message")
+}

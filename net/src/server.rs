@@ -1,0 +1,45 @@
+//! A shard's listener. Every shard binds the same address with SO_REUSEPORT (glommio sets
+//! it), so the kernel spreads connections over the shards.
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::net::TcpListener;
+use spate_shard::Shard;
+
+use crate::connection;
+
+/// How often a shard looks at the shutdown flag a signal handler sets. Signal handlers can
+/// only touch atomics, so the shards poll it.
+pub const SHUTDOWN_POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Accepts connections until `shutdown` is set. A listener that cannot bind sets `shutdown`
+/// for every shard and returns the error.
+pub async fn serve(shard: Rc<Shard>, shutdown: Arc<AtomicBool>) -> Result<(), String> {
+    let address = shard.config().listen.clone();
+    let listener = TcpListener::bind(&address).map_err(|e| {
+        shutdown.store(true, Ordering::SeqCst);
+        format!("shard {} cannot listen on {address}: {e}", shard.id())
+    })?;
+    tracing::info!(shard = shard.id(), "listening on {address}");
+    let accept = async {
+        loop {
+            match listener.accept().await {
+                Ok(stream) => {
+                    glommio::spawn_local(connection::run(shard.clone(), stream)).detach();
+                }
+                Err(e) => tracing::warn!(shard = shard.id(), "accept failed: {e}"),
+            }
+        }
+    };
+    let stop = async {
+        while !shutdown.load(Ordering::SeqCst) {
+            glommio::timer::sleep(SHUTDOWN_POLL_INTERVAL).await;
+        }
+    };
+    futures_lite::future::or(accept, stop).await;
+    tracing::info!(shard = shard.id(), "stopped accepting connections");
+    Ok(())
+}

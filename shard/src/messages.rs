@@ -1,0 +1,98 @@
+//! What shards say to each other. Every type here is `Send`: it crosses threads over the
+//! router's channels. Record bytes travel as `Bytes` (a reference-counted slice, no copy).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use spate_core::topic_config::TopicConfig;
+
+use crate::topics::{TopicInfo, TopicTable};
+
+/// A topic to create, as CreateTopics asks for it (partition count resolved, configs
+/// validated).
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: i32,
+    pub config: TopicConfig,
+}
+
+/// Why a topic could not be created or deleted: the Kafka error and a message for the user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicError {
+    pub error: ResponseError,
+    pub message: String,
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProduceResult {
+    pub base_offset: i64,
+    pub log_start_offset: i64,
+}
+
+/// A read of one partition, as a Fetch asks for it.
+#[derive(Debug, Clone)]
+pub struct ReadRequest {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub max_bytes: usize,
+    /// Return the first batch even if it exceeds `max_bytes` (Kafka does, so a consumer can
+    /// never get stuck behind a large batch).
+    pub min_one_batch: bool,
+}
+
+/// The partition's offsets a Fetch response reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+/// An offset found by ListOffsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListedOffset {
+    pub timestamp: i64,
+    pub offset: i64,
+}
+
+pub(crate) enum Request {
+    Produce {
+        topic: String,
+        partition: i32,
+        records: Bytes,
+    },
+    Read(ReadRequest),
+    Wait {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        timeout: Duration,
+    },
+    ListOffset {
+        topic: String,
+        partition: i32,
+        timestamp: i64,
+    },
+    CreateTopics {
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    },
+    DeleteTopics {
+        names: Vec<String>,
+    },
+    Apply(Arc<TopicTable>),
+}
+
+pub(crate) enum Reply {
+    Produce(Result<ProduceResult, ResponseError>),
+    Read(Result<(Bytes, PartitionOffsets), ResponseError>),
+    Waited,
+    ListOffset(Result<Option<ListedOffset>, ResponseError>),
+    CreateTopics(Vec<Result<TopicInfo, TopicError>>),
+    DeleteTopics(Vec<Result<(), TopicError>>),
+    Applied,
+}

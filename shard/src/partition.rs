@@ -1,0 +1,138 @@
+//! The owner side of a partition: the log, the signal fetches wait on, and the operations a
+//! shard runs on the partitions it owns.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::ResponseError;
+use spate_core::record_batch;
+use spate_log::{PartitionLog, ReadSlice};
+
+use crate::messages::{ListedOffset, PartitionOffsets, ProduceResult, ReadRequest};
+use crate::notify::Notify;
+
+/// ListOffsets' special timestamps.
+const EARLIEST_TIMESTAMP: i64 = -2;
+const LATEST_TIMESTAMP: i64 = -1;
+const MAX_TIMESTAMP: i64 = -3;
+
+/// Spate is single-replica for now: every partition is led at epoch 0.
+pub const LEADER_EPOCH: i32 = 0;
+
+pub struct Partition {
+    pub log: Rc<PartitionLog>,
+    /// Fired after every append that moved the high watermark.
+    pub appended: Notify,
+    /// `max.message.bytes` of the topic.
+    pub max_message_bytes: usize,
+}
+
+impl Partition {
+    /// Checks each batch's size, appends, and (one replica) moves the high watermark to the
+    /// new log end so consumers see the data.
+    pub async fn produce(&self, records: Bytes) -> Result<ProduceResult, ResponseError> {
+        for batch in record_batch::split(&records) {
+            let (_, header, _) = batch.map_err(|e| e.kafka_error())?;
+            if header.total_len() > self.max_message_bytes {
+                return Err(ResponseError::MessageTooLarge);
+            }
+        }
+        let info = self
+            .log
+            .append(BytesMut::from(&records[..]), LEADER_EPOCH)
+            .await
+            .map_err(|e| e.kafka_error())?;
+        self.log.set_high_watermark(self.log.log_end_offset());
+        self.appended.notify_all();
+        Ok(ProduceResult {
+            base_offset: info.base_offset,
+            log_start_offset: info.log_start_offset,
+        })
+    }
+
+    pub async fn read(
+        &self,
+        req: &ReadRequest,
+    ) -> Result<(ReadSlice, PartitionOffsets), ResponseError> {
+        let offsets = self.offsets();
+        let slice = self
+            .log
+            .read(
+                req.offset,
+                req.max_bytes,
+                offsets.high_watermark,
+                req.min_one_batch,
+            )
+            .await
+            .map_err(|e| e.kafka_error())?;
+        Ok((slice, offsets))
+    }
+
+    pub fn offsets(&self) -> PartitionOffsets {
+        PartitionOffsets {
+            high_watermark: self.log.high_watermark(),
+            log_start_offset: self.log.log_start_offset(),
+        }
+    }
+
+    /// Waits until the high watermark passes `offset` or `timeout` elapses, woken by the
+    /// append itself rather than a polling tick.
+    pub async fn wait_for_data(&self, offset: i64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = self.appended.version();
+            if self.log.high_watermark() > offset {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            futures_lite::future::or(
+                self.appended.changed_since(seen),
+                glommio::timer::sleep(left),
+            )
+            .await;
+        }
+    }
+
+    pub async fn list_offset(&self, timestamp: i64) -> Result<Option<ListedOffset>, ResponseError> {
+        let log = &self.log;
+        let listed = match timestamp {
+            EARLIEST_TIMESTAMP => Some(ListedOffset {
+                timestamp: -1,
+                offset: log.log_start_offset(),
+            }),
+            LATEST_TIMESTAMP => Some(ListedOffset {
+                timestamp: -1,
+                offset: log.high_watermark(),
+            }),
+            MAX_TIMESTAMP => {
+                let (timestamp, offset) = log.max_timestamp();
+                (offset >= 0).then_some(ListedOffset { timestamp, offset })
+            }
+            ts if ts < 0 => return Err(ResponseError::InvalidRequest),
+            ts => log
+                .offset_for_timestamp(ts)
+                .await
+                .map_err(|e| e.kafka_error())?
+                .map(|(offset, timestamp)| ListedOffset { timestamp, offset }),
+        };
+        Ok(listed)
+    }
+}
+
+/// Copies a read range out of its segment file. This is the copy path a remote shard's read
+/// takes (the range crosses threads as bytes), and the local path until zero-copy lands.
+pub async fn read_slice_to_bytes(slice: &ReadSlice) -> Result<Bytes, ResponseError> {
+    if slice.len == 0 {
+        return Ok(Bytes::new());
+    }
+    slice
+        .file
+        .read_at(slice.position, slice.len)
+        .await
+        .map(Bytes::from)
+        .map_err(|e| e.kafka_error())
+}

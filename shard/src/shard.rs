@@ -1,0 +1,548 @@
+//! One shard: the partitions it owns, its snapshot of the topic table, and its router.
+//!
+//! The public methods are what the Kafka server calls. Each finds the partition's owner
+//! (see `placement`) and either runs the operation here or sends it to the owner.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use glommio::channels::shared_channel::ConnectedReceiver;
+use kafka_protocol::ResponseError;
+use spate_core::config::BrokerConfig;
+use spate_log::{Clock, PartitionLog, ReadSlice, SystemClock};
+
+use crate::messages::{
+    ListedOffset, NewTopic, PartitionOffsets, ProduceResult, ReadRequest, Reply, Request,
+    TopicError,
+};
+use crate::notify::Notify;
+use crate::partition::{read_slice_to_bytes, Partition};
+use crate::placement::owner_shard;
+use crate::router::{Body, Envelope, Links, Router};
+use crate::topic_config::topic_settings;
+use crate::topics::{partition_dir, scan_log_dir, TopicInfo, TopicTable};
+
+/// The shard that owns the topic table (the single broker's controller).
+pub const CONTROLLER_SHARD: usize = 0;
+
+/// Records a read returned: a file range when the partition is on this shard, bytes when
+/// they came from another shard.
+pub enum Records {
+    File(ReadSlice),
+    Bytes(Bytes),
+}
+
+impl Records {
+    pub fn len(&self) -> usize {
+        match self {
+            Records::File(slice) => slice.len,
+            Records::Bytes(bytes) => bytes.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+type TopicPartition = (String, i32);
+
+pub struct Shard {
+    id: usize,
+    count: usize,
+    config: Arc<BrokerConfig>,
+    router: Router,
+    topics: RefCell<Arc<TopicTable>>,
+    /// Set once the first topic table has been applied; connections wait for it.
+    ready: Cell<bool>,
+    table_applied: Notify,
+    partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
+    /// Serializes topic creation and deletion on the controller shard.
+    admin: glommio::sync::Semaphore,
+    clock: Rc<dyn Clock>,
+}
+
+impl Shard {
+    /// Connects the shard to its peers, starts serving their requests, and returns once the
+    /// topic table is loaded (from disk, by the controller shard) and this shard's
+    /// partitions are open.
+    pub async fn start(
+        id: usize,
+        count: usize,
+        config: Arc<BrokerConfig>,
+        links: Links,
+    ) -> Result<Rc<Shard>, String> {
+        let (router, receivers) = Router::connect(id, links).await;
+        let shard = Rc::new(Shard {
+            id,
+            count,
+            config,
+            router,
+            topics: RefCell::new(Arc::new(TopicTable::default())),
+            ready: Cell::new(false),
+            table_applied: Notify::default(),
+            partitions: RefCell::new(HashMap::new()),
+            admin: glommio::sync::Semaphore::new(1),
+            clock: Rc::new(SystemClock),
+        });
+        for (_, receiver) in receivers {
+            glommio::spawn_local(shard.clone().serve_peer(receiver)).detach();
+        }
+        if id == CONTROLLER_SHARD {
+            let table = scan_log_dir(&shard.config.log_dir).map_err(|e| {
+                format!(
+                    "cannot read the log dir {}: {e}",
+                    shard.config.log_dir.display()
+                )
+            })?;
+            tracing::info!(
+                topics = table.len(),
+                "loaded topics from {}",
+                shard.config.log_dir.display()
+            );
+            shard.publish(Arc::new(table)).await;
+        }
+        while !shard.ready.get() {
+            let seen = shard.table_applied.version();
+            if shard.ready.get() {
+                break;
+            }
+            shard.table_applied.changed_since(seen).await;
+        }
+        glommio::spawn_local(shard.clone().retention_loop()).detach();
+        Ok(shard)
+    }
+
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// The current snapshot of the topic table.
+    pub fn topics(&self) -> Arc<TopicTable> {
+        self.topics.borrow().clone()
+    }
+
+    /// The shard that owns `topic`-`partition`.
+    pub fn owner_of(&self, topic: &str, partition: i32) -> usize {
+        owner_shard(topic, partition, self.count)
+    }
+
+    /// Appends `records` (one or more v2 batches) to a partition.
+    pub async fn produce(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: Bytes,
+    ) -> Result<ProduceResult, ResponseError> {
+        let owner = self.owner_of(topic, partition);
+        if owner == self.id {
+            return match self.partition(topic, partition) {
+                Some(p) => p.produce(records).await,
+                None => Err(ResponseError::UnknownTopicOrPartition),
+            };
+        }
+        let request = Request::Produce {
+            topic: topic.to_string(),
+            partition,
+            records,
+        };
+        match self.router.call(owner, request).await {
+            Some(Reply::Produce(result)) => result,
+            _ => Err(ResponseError::NotLeaderOrFollower),
+        }
+    }
+
+    /// Reads whole batches from a partition, up to its high watermark.
+    pub async fn read(
+        &self,
+        req: ReadRequest,
+    ) -> Result<(Records, PartitionOffsets), ResponseError> {
+        let owner = self.owner_of(&req.topic, req.partition);
+        if owner == self.id {
+            let p = self
+                .partition(&req.topic, req.partition)
+                .ok_or(ResponseError::UnknownTopicOrPartition)?;
+            let (slice, offsets) = p.read(&req).await?;
+            return Ok((Records::File(slice), offsets));
+        }
+        match self.router.call(owner, Request::Read(req)).await {
+            Some(Reply::Read(result)) => {
+                result.map(|(bytes, offsets)| (Records::Bytes(bytes), offsets))
+            }
+            _ => Err(ResponseError::NotLeaderOrFollower),
+        }
+    }
+
+    /// Resolves when the partition's high watermark passes `offset`, or after `timeout`.
+    pub async fn wait_for_data(&self, topic: &str, partition: i32, offset: i64, timeout: Duration) {
+        let owner = self.owner_of(topic, partition);
+        if owner == self.id {
+            if let Some(p) = self.partition(topic, partition) {
+                p.wait_for_data(offset, timeout).await;
+            }
+            return;
+        }
+        let request = Request::Wait {
+            topic: topic.to_string(),
+            partition,
+            offset,
+            timeout,
+        };
+        self.router.call(owner, request).await;
+    }
+
+    /// ListOffsets for one partition; `None` when no record matches the timestamp.
+    pub async fn list_offset(
+        &self,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+    ) -> Result<Option<ListedOffset>, ResponseError> {
+        let owner = self.owner_of(topic, partition);
+        if owner == self.id {
+            return match self.partition(topic, partition) {
+                Some(p) => p.list_offset(timestamp).await,
+                None => Err(ResponseError::UnknownTopicOrPartition),
+            };
+        }
+        let request = Request::ListOffset {
+            topic: topic.to_string(),
+            partition,
+            timestamp,
+        };
+        match self.router.call(owner, request).await {
+            Some(Reply::ListOffset(result)) => result,
+            _ => Err(ResponseError::NotLeaderOrFollower),
+        }
+    }
+
+    /// Creates topics through the controller shard; one result per topic, in order.
+    pub async fn create_topics(
+        &self,
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    ) -> Vec<Result<TopicInfo, TopicError>> {
+        let count = topics.len();
+        let request = Request::CreateTopics {
+            topics,
+            validate_only,
+        };
+        match self.call_controller(request).await {
+            Some(Reply::CreateTopics(results)) => results,
+            _ => vec![Err(shutting_down()); count],
+        }
+    }
+
+    /// Deletes topics through the controller shard; one result per name, in order.
+    pub async fn delete_topics(&self, names: Vec<String>) -> Vec<Result<(), TopicError>> {
+        let count = names.len();
+        match self.call_controller(Request::DeleteTopics { names }).await {
+            Some(Reply::DeleteTopics(results)) => results,
+            _ => vec![Err(shutting_down()); count],
+        }
+    }
+
+    /// Flushes and closes every partition this shard owns (clean-shutdown marker included).
+    pub async fn close(&self) {
+        let partitions: Vec<_> = self.partitions.borrow_mut().drain().collect();
+        for ((topic, partition), p) in partitions {
+            if let Err(e) = p.log.close().await {
+                tracing::error!("closing {topic}-{partition} failed: {e}");
+            }
+        }
+    }
+
+    async fn call_controller(&self, request: Request) -> Option<Reply> {
+        if self.id == CONTROLLER_SHARD {
+            Some(self.handle(request).await)
+        } else {
+            self.router.call(CONTROLLER_SHARD, request).await
+        }
+    }
+
+    fn partition(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
+        self.partitions
+            .borrow()
+            .get(&(topic.to_string(), partition))
+            .cloned()
+    }
+
+    /// Answers the requests one peer sends; each runs as its own task so a long poll never
+    /// holds up the requests behind it.
+    async fn serve_peer(self: Rc<Self>, receiver: ConnectedReceiver<Envelope>) {
+        while let Some(envelope) = receiver.recv().await {
+            match envelope.body {
+                Body::Request(request) => {
+                    let shard = self.clone();
+                    glommio::spawn_local(async move {
+                        let reply = shard.handle(request).await;
+                        shard.router.reply(envelope.from, envelope.id, reply).await;
+                    })
+                    .detach();
+                }
+                Body::Reply(reply) => self.router.deliver(envelope.id, reply),
+            }
+        }
+    }
+
+    async fn handle(&self, request: Request) -> Reply {
+        match request {
+            Request::Produce {
+                topic,
+                partition,
+                records,
+            } => Reply::Produce(match self.partition(&topic, partition) {
+                Some(p) => p.produce(records).await,
+                None => Err(ResponseError::UnknownTopicOrPartition),
+            }),
+            Request::Read(req) => Reply::Read(self.read_for_peer(req).await),
+            Request::Wait {
+                topic,
+                partition,
+                offset,
+                timeout,
+            } => {
+                if let Some(p) = self.partition(&topic, partition) {
+                    p.wait_for_data(offset, timeout).await;
+                }
+                Reply::Waited
+            }
+            Request::ListOffset {
+                topic,
+                partition,
+                timestamp,
+            } => Reply::ListOffset(match self.partition(&topic, partition) {
+                Some(p) => p.list_offset(timestamp).await,
+                None => Err(ResponseError::UnknownTopicOrPartition),
+            }),
+            Request::CreateTopics {
+                topics,
+                validate_only,
+            } => Reply::CreateTopics(self.controller_create(topics, validate_only).await),
+            Request::DeleteTopics { names } => {
+                Reply::DeleteTopics(self.controller_delete(names).await)
+            }
+            Request::Apply(table) => {
+                self.apply(table).await;
+                Reply::Applied
+            }
+        }
+    }
+
+    async fn read_for_peer(
+        &self,
+        req: ReadRequest,
+    ) -> Result<(Bytes, PartitionOffsets), ResponseError> {
+        let p = self
+            .partition(&req.topic, req.partition)
+            .ok_or(ResponseError::UnknownTopicOrPartition)?;
+        let (slice, offsets) = p.read(&req).await?;
+        Ok((read_slice_to_bytes(&slice).await?, offsets))
+    }
+
+    /// Controller: validates and creates topics, then publishes the new table.
+    async fn controller_create(
+        &self,
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    ) -> Vec<Result<TopicInfo, TopicError>> {
+        let Ok(_permit) = self.admin.acquire_permit(1).await else {
+            return vec![Err(shutting_down()); topics.len()];
+        };
+        let mut table = (*self.topics()).clone();
+        let mut results = Vec::with_capacity(topics.len());
+        for new in topics {
+            let result = self.create_one(&table, new, validate_only);
+            if let (Ok(topic), false) = (&result, validate_only) {
+                table = table.with(topic.clone());
+            }
+            results.push(result);
+        }
+        if !validate_only && results.iter().any(Result::is_ok) {
+            self.publish(Arc::new(table)).await;
+        }
+        results
+    }
+
+    fn create_one(
+        &self,
+        table: &TopicTable,
+        new: NewTopic,
+        validate_only: bool,
+    ) -> Result<TopicInfo, TopicError> {
+        let fail = |error, message: String| Err(TopicError { error, message });
+        if let Err(message) = crate::topics::validate_topic_name(&new.name) {
+            return fail(ResponseError::InvalidTopicException, message);
+        }
+        if table.get(&new.name).is_some() {
+            return fail(
+                ResponseError::TopicAlreadyExists,
+                format!("topic {} already exists", new.name),
+            );
+        }
+        if new.partitions <= 0 {
+            return fail(
+                ResponseError::InvalidPartitions,
+                format!(
+                    "number of partitions must be positive, got {}",
+                    new.partitions
+                ),
+            );
+        }
+        let topic = TopicInfo {
+            name: new.name,
+            id: uuid::Uuid::new_v4(),
+            partitions: new.partitions,
+            config: new.config,
+        };
+        if !validate_only {
+            for p in 0..topic.partitions {
+                let dir = partition_dir(&self.config.log_dir, &topic.name, p);
+                if let Err(e) = crate::topics::write_partition_files(&dir, &topic) {
+                    return fail(
+                        ResponseError::KafkaStorageError,
+                        format!("cannot create {}: {e}", dir.display()),
+                    );
+                }
+            }
+        }
+        Ok(topic)
+    }
+
+    /// Controller: removes topics from the table; each owner deletes its partitions' data.
+    async fn controller_delete(&self, names: Vec<String>) -> Vec<Result<(), TopicError>> {
+        let Ok(_permit) = self.admin.acquire_permit(1).await else {
+            return vec![Err(shutting_down()); names.len()];
+        };
+        let mut table = (*self.topics()).clone();
+        let mut results = Vec::with_capacity(names.len());
+        for name in names {
+            if table.get(&name).is_some() {
+                table = table.without(&name);
+                results.push(Ok(()));
+            } else {
+                results.push(Err(TopicError {
+                    error: ResponseError::UnknownTopicOrPartition,
+                    message: format!("topic {name} does not exist"),
+                }));
+            }
+        }
+        if results.iter().any(Result::is_ok) {
+            self.publish(Arc::new(table)).await;
+        }
+        results
+    }
+
+    /// Controller: installs `table` on every shard and waits until each has opened or
+    /// deleted its partitions accordingly.
+    async fn publish(&self, table: Arc<TopicTable>) {
+        let peers = (0..self.count).filter(|s| *s != self.id).map(|s| {
+            let table = table.clone();
+            async move { self.router.call(s, Request::Apply(table)).await }
+        });
+        futures_util::future::join(
+            self.apply(table.clone()),
+            futures_util::future::join_all(peers),
+        )
+        .await;
+    }
+
+    /// Installs a new topic table: opens the partitions this shard now owns, deletes those
+    /// whose topic is gone.
+    async fn apply(&self, table: Arc<TopicTable>) {
+        *self.topics.borrow_mut() = table.clone();
+        let gone: Vec<_> = self
+            .partitions
+            .borrow()
+            .keys()
+            .filter(|(topic, partition)| {
+                table.get(topic).is_none_or(|t| *partition >= t.partitions)
+            })
+            .cloned()
+            .collect();
+        for key in gone {
+            let removed = self.partitions.borrow_mut().remove(&key);
+            if let Some(p) = removed {
+                p.appended.notify_all();
+                match p.log.delete().await {
+                    Ok(()) => tracing::info!("deleted partition {}-{}", key.0, key.1),
+                    Err(e) => tracing::error!("deleting partition {}-{} failed: {e}", key.0, key.1),
+                }
+            }
+        }
+        for topic in table.iter() {
+            for partition in 0..topic.partitions {
+                if self.owner_of(&topic.name, partition) != self.id
+                    || self.partition(&topic.name, partition).is_some()
+                {
+                    continue;
+                }
+                if let Err(e) = self.open_partition(topic, partition).await {
+                    tracing::error!("cannot open partition {}-{partition}: {e}", topic.name);
+                }
+            }
+        }
+        self.ready.set(true);
+        self.table_applied.notify_all();
+    }
+
+    async fn open_partition(&self, topic: &TopicInfo, partition: i32) -> Result<(), String> {
+        let settings = topic_settings(&self.config, &topic.config);
+        let dir = partition_dir(&self.config.log_dir, &topic.name, partition);
+        let log = PartitionLog::open(&dir, settings.log, self.clock.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        // The owner check ran before the await; the table may have changed meanwhile.
+        if self.topics().get(&topic.name).map(|t| t.id) != Some(topic.id) {
+            return log.close().await.map_err(|e| e.to_string());
+        }
+        tracing::info!(
+            shard = self.id,
+            "partition {}-{partition} owned by shard {}",
+            topic.name,
+            self.id
+        );
+        let p = Partition {
+            log,
+            appended: Notify::default(),
+            max_message_bytes: settings.max_message_bytes,
+        };
+        self.partitions
+            .borrow_mut()
+            .insert((topic.name.clone(), partition), Rc::new(p));
+        Ok(())
+    }
+
+    /// Deletes segments past retention, every `log.retention.check.interval.ms`.
+    async fn retention_loop(self: Rc<Self>) {
+        let interval = Duration::from_millis(self.config.log_retention_check_interval_ms);
+        loop {
+            glommio::timer::sleep(interval).await;
+            let partitions: Vec<_> = self.partitions.borrow().values().cloned().collect();
+            for p in partitions {
+                if let Err(e) = p.log.enforce_retention().await {
+                    tracing::warn!("retention failed: {e}");
+                }
+            }
+        }
+    }
+}
+
+fn shutting_down() -> TopicError {
+    TopicError {
+        error: ResponseError::BrokerNotAvailable,
+        message: "the broker is shutting down".into(),
+    }
+}

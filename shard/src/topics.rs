@@ -1,0 +1,287 @@
+//! The topic table: every topic's name, id, partition count and config overrides.
+//!
+//! Shard 0 owns the authoritative copy and publishes each change to every shard as a new
+//! immutable [`TopicTable`] behind an `Arc`; readers hold a snapshot and never lock.
+//!
+//! On disk a topic is nothing but its partition directories `<topic>-<partition>`; each holds
+//! Kafka's `partition.metadata` (the topic id) and `spate-topic.config` (the topic's config
+//! overrides, `key=value` lines), so a restart rebuilds the table by scanning the log dir.
+
+use std::collections::{BTreeMap, HashMap};
+
+use spate_core::topic_config::TopicConfig;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use uuid::Uuid;
+
+/// Kafka's file holding a partition's topic id.
+const PARTITION_METADATA_FILE: &str = "partition.metadata";
+/// Spate's file holding the topic's config overrides.
+const TOPIC_CONFIG_FILE: &str = "spate-topic.config";
+/// Kafka's limit on a topic name's length.
+const MAX_TOPIC_NAME_LEN: usize = 249;
+
+/// One topic as the table holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: i32,
+    /// The topic's config overrides.
+    pub config: TopicConfig,
+}
+
+/// An immutable snapshot of every topic.
+#[derive(Debug, Default, Clone)]
+pub struct TopicTable {
+    by_name: BTreeMap<String, TopicInfo>,
+    name_by_id: HashMap<Uuid, String>,
+}
+
+impl TopicTable {
+    pub fn get(&self, name: &str) -> Option<&TopicInfo> {
+        self.by_name.get(name)
+    }
+
+    pub fn get_by_id(&self, id: Uuid) -> Option<&TopicInfo> {
+        self.name_by_id.get(&id).and_then(|n| self.by_name.get(n))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &TopicInfo> {
+        self.by_name.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// A copy of this table with `topic` added or replaced.
+    pub fn with(&self, topic: TopicInfo) -> TopicTable {
+        let mut table = self.clone();
+        table.name_by_id.insert(topic.id, topic.name.clone());
+        table.by_name.insert(topic.name.clone(), topic);
+        table
+    }
+
+    /// A copy of this table without `name`.
+    pub fn without(&self, name: &str) -> TopicTable {
+        let mut table = self.clone();
+        if let Some(topic) = table.by_name.remove(name) {
+            table.name_by_id.remove(&topic.id);
+        }
+        table
+    }
+}
+
+/// Checks a topic name as Kafka's `Topic.validate` does.
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("topic name is empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("topic name cannot be \"{name}\""));
+    }
+    if name.len() > MAX_TOPIC_NAME_LEN {
+        return Err(format!(
+            "topic name is {} characters, the limit is {MAX_TOPIC_NAME_LEN}",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "topic name {name:?} holds {c:?}: only ASCII letters, digits, '.', '_' and '-' are legal"
+        ));
+    }
+    Ok(())
+}
+
+/// The directory of one partition.
+pub fn partition_dir(log_dir: &Path, topic: &str, partition: i32) -> PathBuf {
+    log_dir.join(format!("{topic}-{partition}"))
+}
+
+/// Writes `partition.metadata` and the config file into a partition's directory, creating it.
+pub fn write_partition_files(dir: &Path, topic: &TopicInfo) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    write_atomically(
+        &dir.join(PARTITION_METADATA_FILE),
+        format!("version: 0\ntopic_id: {}\n", encode_topic_id(topic.id)).as_bytes(),
+    )?;
+    write_atomically(
+        &dir.join(TOPIC_CONFIG_FILE),
+        topic.config.to_properties().as_bytes(),
+    )
+}
+
+/// Rebuilds the topic table from the partition directories under `log_dir`.
+/// Directories whose name is not `<valid topic>-<partition>` are skipped.
+pub fn scan_log_dir(log_dir: &Path) -> io::Result<TopicTable> {
+    std::fs::create_dir_all(log_dir)?;
+    let mut found: BTreeMap<String, (i32, PathBuf)> = BTreeMap::new();
+    for entry in std::fs::read_dir(log_dir)? {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let Some((topic, partition)) = name.rsplit_once('-') else {
+            continue;
+        };
+        let Ok(partition) = partition.parse::<i32>() else {
+            continue;
+        };
+        if partition < 0 || validate_topic_name(topic).is_err() {
+            continue;
+        }
+        let slot = found
+            .entry(topic.to_string())
+            .or_insert((partition, entry.path()));
+        if partition >= slot.0 {
+            slot.0 = partition;
+        }
+        if partition == 0 {
+            slot.1 = entry.path();
+        }
+    }
+    let mut table = TopicTable::default();
+    for (name, (max_partition, dir)) in found {
+        let id = read_topic_id(&dir.join(PARTITION_METADATA_FILE))?;
+        let config = read_config(&dir.join(TOPIC_CONFIG_FILE))?;
+        let topic = TopicInfo {
+            name,
+            id: id.unwrap_or_else(Uuid::new_v4),
+            partitions: max_partition + 1,
+            config,
+        };
+        if id.is_none() {
+            // A directory from before ids were kept (or a lost file): give it one now.
+            for p in 0..topic.partitions {
+                write_partition_files(&partition_dir(log_dir, &topic.name, p), &topic)?;
+            }
+        }
+        table = table.with(topic);
+    }
+    Ok(table)
+}
+
+fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+fn read_topic_id(path: &Path) -> io::Result<Option<Uuid>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix("topic_id:"))
+        .and_then(|id| decode_topic_id(id.trim())))
+}
+
+fn read_config(path: &Path) -> io::Result<TopicConfig> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(TopicConfig::default()),
+        Err(e) => return Err(e),
+    };
+    TopicConfig::from_properties(&text).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {e}", path.display()),
+        )
+    })
+}
+
+const BASE64_URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Kafka prints a topic id as URL-safe base64 of its 16 bytes, without padding.
+pub fn encode_topic_id(id: Uuid) -> String {
+    let mut bits: u32 = 0;
+    let mut nbits = 0;
+    let mut out = String::with_capacity(22);
+    for byte in id.as_bytes() {
+        bits = (bits << 8) | u32::from(*byte);
+        nbits += 8;
+        while nbits >= 6 {
+            nbits -= 6;
+            out.push(BASE64_URL[((bits >> nbits) & 63) as usize] as char);
+        }
+    }
+    if nbits > 0 {
+        out.push(BASE64_URL[((bits << (6 - nbits)) & 63) as usize] as char);
+    }
+    out
+}
+
+pub fn decode_topic_id(text: &str) -> Option<Uuid> {
+    let mut bits: u32 = 0;
+    let mut nbits = 0;
+    let mut bytes = Vec::with_capacity(16);
+    for c in text.bytes() {
+        let value = BASE64_URL.iter().position(|b| *b == c)? as u32;
+        bits = (bits << 6) | value;
+        nbits += 6;
+        if nbits >= 8 {
+            nbits -= 8;
+            bytes.push((bits >> nbits) as u8);
+        }
+    }
+    Uuid::from_slice(&bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_id_round_trips_in_kafkas_text_form() {
+        let id = Uuid::from_u128(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210);
+        let text = encode_topic_id(id);
+        assert_eq!(text.len(), 22);
+        assert_eq!(decode_topic_id(&text), Some(id));
+        assert_eq!(decode_topic_id("not base64!"), None);
+    }
+
+    #[test]
+    fn names_are_checked_like_kafka() {
+        assert!(validate_topic_name("orders.v1_a-b").is_ok());
+        assert!(validate_topic_name("").is_err());
+        assert!(validate_topic_name("..").is_err());
+        assert!(validate_topic_name("bad name").is_err());
+        assert!(validate_topic_name(&"x".repeat(250)).is_err());
+    }
+
+    #[test]
+    fn scan_rebuilds_topics_from_partition_dirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let topic = TopicInfo {
+            name: "my-topic".into(),
+            id: Uuid::new_v4(),
+            partitions: 3,
+            config: TopicConfig::from_pairs([("retention.ms", Some("1000"))]).unwrap(),
+        };
+        for p in 0..3 {
+            write_partition_files(&partition_dir(dir.path(), "my-topic", p), &topic).unwrap();
+        }
+        std::fs::create_dir(dir.path().join("not a partition")).unwrap();
+        let table = scan_log_dir(dir.path()).unwrap();
+        assert_eq!(table.len(), 1);
+        assert_eq!(table.get("my-topic"), Some(&topic));
+        assert_eq!(table.get_by_id(topic.id).map(|t| t.partitions), Some(3));
+    }
+}
