@@ -208,3 +208,109 @@ fn read_batches(
         *offset = (*offset).max(header.last_offset() + 1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::BatchBuilder;
+    use crate::payload::HEADER_LEN;
+    use crate::workload::Compression;
+    use spate_core::record_batch::set_base_offset;
+
+    /// A fetched byte run: batches of `seqs` (one batch per inner list) at consecutive offsets.
+    fn fetched(batches: &[&[u64]], compression: Compression) -> Bytes {
+        let mut out = Vec::new();
+        let mut offset = 0i64;
+        for seqs in batches {
+            let mut b = BatchBuilder::new(1 << 20);
+            for &s in seqs.iter() {
+                let mut stamp = [0u8; HEADER_LEN];
+                Stamp {
+                    run: 5,
+                    producer: 0,
+                    sequence: s,
+                    sent_ns: 0,
+                }
+                .write(&mut stamp);
+                b.append(None, &[&stamp, b"payload"]);
+            }
+            let mut batch = b.finish(compression, 0).unwrap().to_vec();
+            set_base_offset(&mut batch, offset);
+            offset += seqs.len() as i64;
+            out.extend_from_slice(&batch);
+        }
+        Bytes::from(out)
+    }
+
+    fn read(bytes: &Bytes, offset: &mut i64) -> (SequenceChecker, Tally, Stats) {
+        let stats = Stats::default();
+        let mut checker = SequenceChecker::new(5, true);
+        let mut tally = Tally::default();
+        read_batches(
+            bytes,
+            0,
+            offset,
+            now_ns(),
+            5,
+            &mut checker,
+            &mut tally,
+            &stats,
+        );
+        (checker, tally, stats)
+    }
+
+    #[test]
+    fn reads_checks_and_advances() {
+        for compression in [Compression::None, Compression::Gzip] {
+            let bytes = fetched(&[&[0, 1, 2], &[3, 4]], compression);
+            let mut offset = 0;
+            let (checker, tally, stats) = read(&bytes, &mut offset);
+            assert_eq!(offset, 5);
+            assert_eq!(tally.msgs, 5);
+            assert_eq!(tally.bytes, 5 * (HEADER_LEN as u64 + 7));
+            assert!(stats.errors.lock().unwrap().is_empty());
+            assert_eq!(stats.e2e_latency.lock().unwrap().len(), 5);
+            assert!(checker.finish(&[vec![5]]).is_clean());
+        }
+    }
+
+    #[test]
+    fn skips_records_before_the_fetch_offset() {
+        let bytes = fetched(&[&[0, 1, 2]], Compression::None);
+        let mut offset = 2;
+        let (checker, tally, _) = read(&bytes, &mut offset);
+        assert_eq!((offset, tally.msgs), (3, 1));
+        assert_eq!(checker.finish(&[vec![3]]).lost, 2);
+    }
+
+    #[test]
+    fn leaves_a_partial_trailing_batch() {
+        let bytes = fetched(&[&[0, 1], &[2, 3]], Compression::None);
+        let cut = bytes.slice(..bytes.len() - 10);
+        let mut offset = 0;
+        let (_, tally, stats) = read(&cut, &mut offset);
+        assert_eq!((offset, tally.msgs), (2, 2));
+        assert!(stats.errors.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn reports_a_corrupt_batch() {
+        let mut raw = fetched(&[&[0, 1]], Compression::None).to_vec();
+        let last = raw.len() - 1;
+        raw[last] ^= 0xff;
+        let mut offset = 0;
+        let (_, tally, stats) = read(&Bytes::from(raw), &mut offset);
+        assert_eq!((offset, tally.msgs), (0, 0));
+        let errors = stats.errors.lock().unwrap();
+        assert!(errors.keys().any(|e| e.contains("corrupt")), "{errors:?}");
+    }
+
+    #[test]
+    fn detects_duplicates_across_batches() {
+        let bytes = fetched(&[&[0, 1], &[1, 2]], Compression::None);
+        let mut offset = 0;
+        let (checker, _, _) = read(&bytes, &mut offset);
+        let s = checker.finish(&[vec![3]]);
+        assert_eq!((s.duplicates, s.lost), (1, 0));
+    }
+}

@@ -51,6 +51,7 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<Report> {
 
     match w.mode {
         Mode::Produce => {
+            let early = rep.measure_now_unless_warmup(&w, &stats, opts.broker_pid)?;
             let producers = spawn_producers(
                 &w,
                 run_id,
@@ -60,9 +61,7 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<Report> {
                 w.producers.messages,
             );
             let done = || producers.iter().all(|p| p.is_finished());
-            rep.phase("warmup", w.warmup.0, &done);
-            let m = Measure::start(&stats, opts.broker_pid)?;
-            rep.measuring = true;
+            let m = rep.warm_up(&w, early, &stats, opts.broker_pid, &done)?;
             rep.phase("measure", w.duration.0, &done);
             (window, cpu) = m.stop(&stats, opts.broker_pid)?;
             stop_producers.store(true, Relaxed);
@@ -77,6 +76,7 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<Report> {
                 -2
             };
             let start = list_offsets(&slots, ts)?;
+            let early = rep.measure_now_unless_warmup(&w, &stats, opts.broker_pid)?;
             let consumers = spawn_consumers(
                 &w,
                 run_id,
@@ -103,9 +103,7 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<Report> {
                 consumers.iter().all(|c| c.is_finished())
                     || (e2e && producers.iter().all(|p| p.is_finished()))
             };
-            rep.phase("warmup", w.warmup.0, &done);
-            let m = Measure::start(&stats, opts.broker_pid)?;
-            rep.measuring = true;
+            let m = rep.warm_up(&w, early, &stats, opts.broker_pid, &done)?;
             rep.phase("measure", w.duration.0, &done);
             (window, cpu) = m.stop(&stats, opts.broker_pid)?;
             stop_producers.store(true, Relaxed);
@@ -380,6 +378,38 @@ impl Reporter {
             e2e_total: new_histogram(),
             samples: Vec::new(),
         }
+    }
+
+    /// Without a warm-up the measured window opens before any thread starts, so that a
+    /// run limited by message count measures every message.
+    fn measure_now_unless_warmup(
+        &mut self,
+        w: &Workload,
+        stats: &Stats,
+        pid: Option<u32>,
+    ) -> Result<Option<Measure>> {
+        if !w.warmup.0.is_zero() {
+            return Ok(None);
+        }
+        self.measuring = true;
+        Measure::start(stats, pid).map(Some)
+    }
+
+    /// Runs the warm-up (if any) and opens the measured window after it.
+    fn warm_up(
+        &mut self,
+        w: &Workload,
+        early: Option<Measure>,
+        stats: &Stats,
+        pid: Option<u32>,
+        done: &dyn Fn() -> bool,
+    ) -> Result<Measure> {
+        if let Some(m) = early {
+            return Ok(m);
+        }
+        self.phase("warmup", w.warmup.0, done);
+        self.measuring = true;
+        Measure::start(stats, pid)
     }
 
     /// Ticks every second for `len`, or until `done` says the work has ended.

@@ -94,11 +94,27 @@ pub enum SizeSpec {
     Normal { mean: u64, stddev: u64 },
 }
 
+/// `{uniform: {min, max}}` or `{normal: {mean, stddev}}`: a struct of options rather than an
+/// enum, because serde_yaml_ng reads enums from a `Value` only as YAML tags.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "lowercase")]
-enum SizeDist {
-    Uniform { min: ByteSize, max: ByteSize },
-    Normal { mean: ByteSize, stddev: ByteSize },
+#[serde(deny_unknown_fields)]
+struct SizeDist {
+    uniform: Option<Uniform>,
+    normal: Option<Normal>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Uniform {
+    min: ByteSize,
+    max: ByteSize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Normal {
+    mean: ByteSize,
+    stddev: ByteSize,
 }
 
 impl SizeSpec {
@@ -135,16 +151,19 @@ impl<'de> Deserialize<'de> for SizeSpec {
         let v = serde_yaml_ng::Value::deserialize(d)?;
         if v.is_mapping() {
             let dist: SizeDist = serde_yaml_ng::from_value(v).map_err(de::Error::custom)?;
-            Ok(match dist {
-                SizeDist::Uniform { min, max } => SizeSpec::Uniform {
-                    min: min.0,
-                    max: max.0,
-                },
-                SizeDist::Normal { mean, stddev } => SizeSpec::Normal {
-                    mean: mean.0,
-                    stddev: stddev.0,
-                },
-            })
+            match (dist.uniform, dist.normal) {
+                (Some(u), None) => Ok(SizeSpec::Uniform {
+                    min: u.min.0,
+                    max: u.max.0,
+                }),
+                (None, Some(n)) => Ok(SizeSpec::Normal {
+                    mean: n.mean.0,
+                    stddev: n.stddev.0,
+                }),
+                _ => Err(de::Error::custom(
+                    "size: give exactly one of `uniform` or `normal`",
+                )),
+            }
         } else {
             let size: ByteSize = serde_yaml_ng::from_value(v).map_err(de::Error::custom)?;
             Ok(SizeSpec::Fixed(size.0))

@@ -1,0 +1,90 @@
+//! End to end against the built-in sink: the generator sends exactly what it says, and the
+//! sink counts exactly that. No timing assertions.
+
+use spate_bench::runner::{run, RunOptions};
+use spate_bench::sink;
+use spate_bench::workload::Workload;
+use std::sync::atomic::Ordering::Relaxed;
+
+fn produce(extra: &str, n: u64) -> (u64, spate_bench::report::Report) {
+    let sink = sink::start("127.0.0.1:0").unwrap();
+    let w = Workload::parse(&format!(
+        "
+name: sink-test
+mode: produce
+topics: [{{name: a, partitions: 4}}, {{name: b, partitions: 2}}]
+duration: 60s
+{extra}
+"
+    ))
+    .unwrap();
+    let mut w = w;
+    w.producers.messages = Some(n);
+    let report = run(
+        &w,
+        &RunOptions {
+            broker: sink.addr.to_string(),
+            broker_pid: None,
+            quiet: true,
+        },
+    )
+    .unwrap();
+    (sink.counters().records.load(Relaxed), report)
+}
+
+#[test]
+fn sink_counts_exactly_what_was_produced() {
+    let (counted, report) = produce(
+        "record: {size: 100}\nproducers: {count: 2, batch_size: 16KiB}",
+        100_003,
+    );
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(counted, 100_003, "report: {:?}", report.produce);
+    let p = report.produce.unwrap();
+    assert_eq!(p.msgs, 100_003);
+    assert_eq!(p.bytes, 100_003 * 100);
+    assert_eq!(report.failed_msgs, 0);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(report.produce_latency_us.unwrap().count, 100_003);
+}
+
+#[test]
+fn keyed_variable_size_compressed_rate_limited() {
+    let (counted, report) = produce(
+        "
+record:
+  size: {uniform: {min: 40, max: 400}}
+  keys: {count: 50}
+producers: {acks: all, compression: snappy, linger: 2ms, rate: 20000 msg/s, max_in_flight: 1}
+",
+        5_000,
+    );
+    assert_eq!(counted, 5_000);
+    assert_eq!(report.produce.unwrap().msgs, 5_000);
+    assert_eq!(report.produce_latency_us.unwrap().count, 5_000);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+}
+
+#[test]
+fn unreachable_broker_is_an_error_not_a_hang() {
+    // Bind then drop a listener to get a port nobody serves.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let w = Workload::parse(
+        "name: t\nmode: produce\ntopics: [{name: t, partitions: 1}]\nduration: 1s\n",
+    )
+    .unwrap();
+    let err = run(
+        &w,
+        &RunOptions {
+            broker: format!("127.0.0.1:{port}"),
+            broker_pid: None,
+            quiet: true,
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("cannot connect"), "{err}");
+}
