@@ -514,6 +514,8 @@ impl Shard {
             topic.name,
             self.id
         );
+        // One replica: everything in the log is committed, so the high watermark is the end.
+        log.set_high_watermark(log.log_end_offset());
         let p = Partition {
             log,
             appended: Notify::default(),

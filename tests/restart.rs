@@ -1,0 +1,82 @@
+//! Restarts: a clean stop (SIGTERM) and a crash (SIGKILL) both keep acknowledged data, and
+//! topics come back with their ids.
+
+mod common;
+
+use common::{batch, batches_in, write_profile, Broker};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::MetadataRequest;
+
+fn topic_id(client: &mut common::Client, topic: &str) -> (uuid_like::Id, usize) {
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(common::topic_name(topic)))
+        ]))
+        .with_allow_auto_topic_creation(false);
+    let response = client.send(&request, 12);
+    let t = &response.topics[0];
+    assert_eq!(t.error_code, 0);
+    (uuid_like::Id(t.topic_id.as_u128()), t.partitions.len())
+}
+
+mod uuid_like {
+    /// A topic id, compared across restarts.
+    #[derive(Debug, PartialEq, Eq)]
+    pub struct Id(pub u128);
+}
+
+#[test]
+fn sigterm_then_restart_keeps_topics_and_data() {
+    let mut broker = Broker::start(2, &[]);
+    let mut client = broker.client();
+    client.create_topic("kept", 3);
+    for p in 0..3 {
+        assert_eq!(client.produce("kept", p, batch(&["one", "two"])), (0, 0));
+    }
+    let before = topic_id(&mut client, "kept");
+    drop(client);
+
+    broker.terminate();
+    assert!(
+        broker.log().contains("every partition closed"),
+        "{}",
+        broker.log()
+    );
+    broker.launch();
+
+    let mut client = broker.client();
+    assert_eq!(topic_id(&mut client, "kept"), before);
+    for p in 0..3 {
+        let data = client.fetch("kept", p, 0, 0);
+        assert_eq!(data.high_watermark, 2);
+        assert_eq!(batches_in(data.records.as_ref().unwrap()), vec![(0, 2)]);
+        // Appends continue after the recovered end.
+        assert_eq!(client.produce("kept", p, batch(&["three"])), (0, 2));
+    }
+}
+
+#[test]
+fn sigkill_keeps_what_was_acknowledged_with_a_flush_per_message() {
+    let profile_dir = tempfile::tempdir().unwrap();
+    let profile = write_profile(profile_dir.path(), "log.flush.interval.messages: 1\n");
+    let mut broker = Broker::start(1, &["--config", profile.to_str().unwrap()]);
+    let mut client = broker.client();
+    client.create_topic("durable", 1);
+    for i in 0..5 {
+        assert_eq!(
+            client.produce("durable", 0, batch(&[&format!("r{i}")])),
+            (0, i)
+        );
+    }
+    drop(client);
+
+    let status = broker.stop(libc::SIGKILL);
+    assert!(!status.success());
+    broker.launch();
+
+    let mut client = broker.client();
+    let data = client.fetch("durable", 0, 0, 0);
+    assert_eq!(data.high_watermark, 5);
+    let expected: Vec<_> = (0..5).map(|o| (o, 1)).collect();
+    assert_eq!(batches_in(data.records.as_ref().unwrap()), expected);
+}
