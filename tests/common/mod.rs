@@ -2,10 +2,12 @@
 //! port with a temporary data dir, and talk Kafka's protocol to it over TCP.
 #![allow(dead_code)] // each test file uses its own subset of the helpers
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -137,12 +139,20 @@ impl Drop for Broker {
     }
 }
 
+/// A port nothing listens on. Never the same twice in one test process: the broker binds
+/// with SO_REUSEPORT, so two brokers given one port would both listen on it.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if HANDED_OUT.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A Kafka connection speaking the protocol through kafka-protocol's codecs.
