@@ -1,8 +1,9 @@
 //! `spate`: the broker binary. `spate serve` starts one shard per core (or `--shards N`), each
 //! accepting Kafka clients on the same address, until SIGTERM or SIGINT.
 
+use std::fs::File;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -73,6 +74,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(shards) = args.shards {
         config.shards = shards;
     }
+    // Held until exit: a second broker on the same data would corrupt it (and, with
+    // SO_REUSEPORT, could even share the port unnoticed).
+    let _lock = lock_log_dir(&config.log_dir)?;
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, shutdown.clone())
@@ -89,4 +93,20 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     })?;
     tracing::info!("spate stopped: every partition closed");
     Ok(())
+}
+
+/// Takes Kafka's `.lock` file in the log dir, creating the dir if needed.
+fn lock_log_dir(dir: &Path) -> Result<File, String> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create the log dir {}: {e}", dir.display()))?;
+    let path = dir.join(".lock");
+    let file = File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    file.try_lock().map_err(|e| {
+        format!(
+            "the log dir {} is in use by another broker ({}): stop it or use another --data-dir",
+            dir.display(),
+            e
+        )
+    })?;
+    Ok(file)
 }

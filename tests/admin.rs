@@ -172,3 +172,29 @@ fn delete_topics_removes_data_and_names() {
     client.create_topic("doomed", 1);
     assert_eq!(client.produce("doomed", 0, batch(&["again"])), (0, 0));
 }
+
+#[test]
+fn init_producer_id_hands_out_distinct_ids_and_refuses_transactions() {
+    use kafka_protocol::messages::{InitProducerIdRequest, ProducerId, TransactionalId};
+    let broker = Broker::start(2, &[]);
+    let mut ids = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        // Fresh connections land on either shard.
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        let response = broker.client().send(&request, 4);
+        assert_eq!(response.error_code, 0);
+        assert!(response.producer_id.0 >= 0);
+        assert_eq!(response.producer_epoch, 0);
+        ids.insert(response.producer_id.0);
+    }
+    assert_eq!(ids.len(), 4);
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx"))))
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let response = broker.client().send(&request, 4);
+    assert_ne!(response.error_code, 0);
+}

@@ -63,6 +63,8 @@ pub struct Shard {
     partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
     /// Serializes topic creation and deletion on the controller shard.
     admin: glommio::sync::Semaphore,
+    /// The last producer id this shard handed out (see `next_producer_id`).
+    last_producer_id: Cell<i64>,
     clock: Rc<dyn Clock>,
 }
 
@@ -87,6 +89,7 @@ impl Shard {
             table_applied: Notify::default(),
             partitions: RefCell::new(HashMap::new()),
             admin: glommio::sync::Semaphore::new(1),
+            last_producer_id: Cell::new(-1),
             clock: Rc::new(SystemClock),
         });
         for (_, receiver) in receivers {
@@ -137,6 +140,21 @@ impl Shard {
     /// The shard that owns `topic`-`partition`.
     pub fn owner_of(&self, topic: &str, partition: i32) -> usize {
         owner_shard(topic, partition, self.count)
+    }
+
+    /// A producer id for InitProducerId, unique without asking another shard: ids are
+    /// congruent to this shard's number modulo the shard count, start from the wall clock
+    /// (milliseconds times the shard count, so a restart starts above the ids handed out
+    /// before unless more than one id per millisecond was taken), and only grow.
+    pub fn next_producer_id(&self) -> i64 {
+        let shards = self.count as i64;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let from_clock = now_ms * shards + self.id as i64;
+        let next = from_clock.max(self.last_producer_id.get() + shards);
+        self.last_producer_id.set(next);
+        next
     }
 
     /// Appends `records` (one or more v2 batches) to a partition.

@@ -13,6 +13,7 @@ pub mod create_topics;
 pub mod delete_topics;
 pub mod describe_configs;
 pub mod fetch;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -27,6 +28,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::InitProducerId, 0, 5),
 ];
 
 pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
@@ -118,6 +120,10 @@ pub async fn dispatch(shard: &Rc<Shard>, mut frame: Bytes) -> Result<Option<Byte
         ApiKey::DeleteTopics => respond(
             &ctx,
             delete_topics::handle(&ctx, decode(&mut frame, version)?).await,
+        ),
+        ApiKey::InitProducerId => respond(
+            &ctx,
+            init_producer_id::handle(&ctx, decode(&mut frame, version)?),
         ),
         ApiKey::DescribeConfigs => respond(
             &ctx,
