@@ -8,6 +8,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use glommio::io::OpenOptions;
 
@@ -50,10 +51,15 @@ pub async fn read(path: &Path) -> Result<Option<Vec<u8>>, LogError> {
     Ok(Some(out))
 }
 
-/// Replaces `path` with `bytes`, durably.
+/// Replaces `path` with `bytes`, durably. The temporary file's name is unique, so writers
+/// never share one; leftovers of a crash are removed when the log is next opened.
 pub async fn write_atomic(path: &Path, bytes: Vec<u8>) -> Result<(), LogError> {
+    static NEXT_TMP: AtomicU64 = AtomicU64::new(0);
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(TMP_SUFFIX);
+    tmp.push(format!(
+        ".{}{TMP_SUFFIX}",
+        NEXT_TMP.fetch_add(1, Ordering::Relaxed)
+    ));
     let tmp = PathBuf::from(tmp);
     let mut file = OpenOptions::new()
         .write(true)

@@ -65,6 +65,9 @@ pub struct PartitionLog {
     pub(crate) write_lock: Semaphore,
     /// Serializes checkpoint file writes.
     checkpoint_lock: Semaphore,
+    /// Held by the background flush after a roll; close and delete take it (and then close
+    /// it) so no background work touches the directory once they return.
+    background_lock: Semaphore,
     pub(crate) state: RefCell<State>,
 }
 
@@ -228,6 +231,7 @@ impl PartitionLog {
             me: me.clone(),
             write_lock: Semaphore::new(1),
             checkpoint_lock: Semaphore::new(1),
+            background_lock: Semaphore::new(1),
             state: RefCell::new(state),
         })
     }
@@ -491,6 +495,12 @@ impl PartitionLog {
         let me = self.me.clone();
         glommio::spawn_local(async move {
             if let Some(log) = me.upgrade() {
+                let Ok(_permit) = log.background_lock.acquire_permit(1).await else {
+                    return; // closed or deleted meanwhile
+                };
+                if log.check_usable().is_err() {
+                    return;
+                }
                 let flushed = log.flush_to_if(base_offset, Some(generation)).await;
                 let checkpointed = match flushed {
                     Ok(()) => log.write_checkpoints(&[Checkpoint::RecoveryPoint]).await,
@@ -850,6 +860,7 @@ impl PartitionLog {
     /// clean-shutdown marker, so the next open reads no log data.
     pub async fn close(&self) -> Result<(), LogError> {
         let _permit = self.lock().await?;
+        let _background = self.stop_background().await;
         self.write_staged().await;
         self.check_usable()?;
         let end = self.log_end_offset();
@@ -883,9 +894,17 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Waits for the running background flush, if any, and keeps later ones from starting.
+    async fn stop_background(&self) -> Option<glommio::sync::Permit<'_>> {
+        let permit = self.background_lock.acquire_permit(1).await.ok();
+        self.background_lock.close();
+        permit
+    }
+
     /// Removes the partition's directory and everything in it.
     pub async fn delete(&self) -> Result<(), LogError> {
         let _permit = self.lock().await?;
+        let _background = self.stop_background().await;
         self.write_staged().await;
         {
             let mut st = self.state.borrow_mut();

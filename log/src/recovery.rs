@@ -217,8 +217,8 @@ fn next_bases(found: &[Found], last: i64) -> Vec<i64> {
         .collect()
 }
 
-/// The base offsets of the `.log` files in `dir`. Leftover temporary files and index files
-/// without a log are removed (both are debris of an interrupted write or delete).
+/// The base offsets of the `.log` files in `dir`. Leftover checkpoint `.tmp` files and index
+/// files without a log are removed (debris of an interrupted write or delete).
 fn list_segments(dir: &Path) -> Result<Vec<i64>, LogError> {
     let mut logs = Vec::new();
     let mut indexes = Vec::new();

@@ -151,6 +151,11 @@ impl PartitionLog {
             Some((pos, header)) => (pos, header.base_offset),
             None => return Ok(()),
         };
+        if new_end < log_start {
+            // The batch holding `offset` straddles the log start: nothing at or above the
+            // log start survives, so the log restarts empty there.
+            return self.truncate_fully(log_start).await;
+        }
         let removed: Vec<i64> = {
             let mut st = self.state.borrow_mut();
             let removed: Vec<i64> = st.segments.range(key + 1..).map(|(&b, _)| b).collect();

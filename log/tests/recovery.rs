@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use common::{batch, open, read_all, run, small_segments, strip_patched};
+use common::{batch, copy_dir, open, read_all, run, small_segments, strip_patched};
 use spate_core::record_batch;
 use spate_log::{Clock, LogConfig, LogError, ManualClock, PartitionLog, CLEAN_SHUTDOWN_FILE};
 
@@ -14,14 +14,6 @@ const SEGMENT_BYTES: u64 = 3_000;
 
 fn config() -> LogConfig {
     small_segments(SEGMENT_BYTES)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
 }
 
 fn last_segment(dir: &Path) -> PathBuf {
@@ -62,7 +54,8 @@ impl Crashed {
         }
         let recovery_point = batches[40 - tail].0;
         assert_eq!(log.recovery_point(), recovery_point);
-        drop(log); // a crash: no close, no marker
+        let dir = common::crash_snapshot(dir.path()); // a crash: no close, no marker
+        drop(log);
         let bytes = std::fs::read(last_segment(dir.path())).unwrap();
         let last_segment: Vec<_> = record_batch::split(&bytes)
             .map(|r| {
@@ -248,7 +241,9 @@ fn a_clean_reopen_reads_no_log_data() {
         assert_eq!(log.latest_epoch(), Some(2));
         // A crash now is noticed: the next open scans the segment holding the recovery
         // point, and the damage lies below it (it was flushed), so opening fails.
+        let dir = common::crash_snapshot(dir.path());
         drop(log);
+        let seg = last_segment(dir.path());
         let err = PartitionLog::open(dir.path(), config(), clock as Rc<dyn Clock>)
             .await
             .err()
@@ -348,6 +343,7 @@ fn leader_epochs_survive_close_and_crash() {
         assert_eq!(log.end_offset_for_epoch(3), Some((2, 6)));
         // A new epoch appended and then a crash: the checkpoint lacks it, the scan finds it.
         log.append(batch(0, 1, 10, 9), 7).await.unwrap();
+        let dir = common::crash_snapshot(dir.path());
         drop(log);
         let log = open(dir.path(), config(), &clock).await;
         assert_eq!(log.latest_epoch(), Some(7));

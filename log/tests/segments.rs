@@ -282,6 +282,7 @@ fn truncate_to_cuts_at_a_batch_start_and_appends_continue_there() {
         assert_eq!(all.len(), 21);
         assert_eq!(all.last().unwrap().0, 60);
         // Survives a crash too: the lowered recovery point was checkpointed.
+        let dir = common::crash_snapshot(dir.path());
         drop(log);
         let log = open(dir.path(), small_segments(1_000), &clock).await;
         assert_eq!(log.log_end_offset(), 61);

@@ -91,3 +91,26 @@ pub fn strip_patched(batch: &[u8]) -> Vec<u8> {
     b[12..16].fill(0); // partitionLeaderEpoch
     b
 }
+
+/// Copies a log directory's files (a snapshot of what a crash would leave). A file renamed
+/// away mid-copy (a checkpoint being replaced) is skipped: losing a checkpoint is one of
+/// the states a crash may leave.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        match std::fs::copy(entry.path(), to.join(entry.file_name())) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("copy {}: {e}", entry.path().display()),
+        }
+    }
+}
+
+/// What a crash leaves: a copy of the directory as it is now. The test then drops the log
+/// and reopens the copy, so background work of the dropped log cannot touch it.
+pub fn crash_snapshot(dir: &Path) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir, copy.path());
+    copy
+}
