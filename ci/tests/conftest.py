@@ -137,9 +137,18 @@ def spate_bin() -> Path:
     return path
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.call_failed = report.failed
+    return report
+
+
 @pytest.fixture
-def make_broker(spate_bin, tmp_path):
-    """Factory: `make_broker(config=None)` returns a started broker, stopped after the test."""
+def make_broker(request, spate_bin, tmp_path):
+    """Factory: `make_broker(config=None)` returns a started broker, stopped after the test.
+    When the test fails, the end of each broker's log is printed with the failure."""
     brokers = []
 
     def make(config=None) -> Broker:
@@ -155,6 +164,9 @@ def make_broker(spate_bin, tmp_path):
         return broker
 
     yield make
+    if getattr(request.node, "call_failed", False):
+        for broker in brokers:
+            print(f"--- end of {broker.log_path}:\n{broker.log_tail()}")
     errors = []
     for broker in brokers:
         try:
