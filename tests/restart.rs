@@ -80,3 +80,27 @@ fn sigkill_keeps_what_was_acknowledged_with_a_flush_per_message() {
     let expected: Vec<_> = (0..5).map(|o| (o, 1)).collect();
     assert_eq!(batches_in(data.records.as_ref().unwrap()), expected);
 }
+
+#[test]
+fn sigterm_ends_long_polls_in_progress_and_exits_cleanly() {
+    let mut broker = Broker::start(2, &[]);
+    let mut admin = broker.client();
+    admin.create_topic("parked", 4);
+    // Fetches parked far longer than the test's patience, on partitions of both shards.
+    let wait_ms = 4 * common::PATIENCE.as_millis() as i32;
+    let mut parked: Vec<_> = (0..4)
+        .map(|p| {
+            let mut client = broker.client();
+            let (_, frame) = client.frame(&common::fetch_request("parked", p, 0, wait_ms), 12);
+            client.send_raw(&frame);
+            client
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // `terminate` fails the test if the broker is still running after PATIENCE.
+    broker.terminate();
+    for client in &mut parked {
+        // Answered or closed, but not left hanging.
+        let _ = client.read_frame();
+    }
+}

@@ -42,6 +42,10 @@ async fn serve_requests(
 ) -> Result<(), ConnectionError> {
     let max_size = shard.config().socket_request_max_bytes;
     while let Some(frame) = read_frame(&mut stream, max_size).await? {
+        // Shutting down: close the connection rather than start a request.
+        let Some(_pass) = shard.enter() else {
+            return Ok(());
+        };
         if let Some(response) = dispatch(shard, frame.freeze()).await? {
             stream
                 .write_all(&response)

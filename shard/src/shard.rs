@@ -65,6 +65,12 @@ pub struct Shard {
     admin: glommio::sync::Semaphore,
     /// The last producer id this shard handed out (see `next_producer_id`).
     last_producer_id: Cell<i64>,
+    /// Every request in progress holds a pass; shutdown closes the gate and waits for them,
+    /// so no append runs on a log being closed.
+    gate: glommio::sync::Gate,
+    /// Fired when shutdown starts: long polls and calls to other shards give up.
+    stopping: Notify,
+    closing: Cell<bool>,
     clock: Rc<dyn Clock>,
 }
 
@@ -90,6 +96,9 @@ impl Shard {
             partitions: RefCell::new(HashMap::new()),
             admin: glommio::sync::Semaphore::new(1),
             last_producer_id: Cell::new(-1),
+            gate: glommio::sync::Gate::new(),
+            stopping: Notify::default(),
+            closing: Cell::new(false),
             clock: Rc::new(SystemClock),
         });
         for (_, receiver) in receivers {
@@ -176,7 +185,7 @@ impl Shard {
             partition,
             records,
         };
-        match self.router.call(owner, request).await {
+        match self.call(owner, request).await {
             Some(Reply::Produce(result)) => result,
             _ => Err(ResponseError::NotLeaderOrFollower),
         }
@@ -195,7 +204,7 @@ impl Shard {
             let (slice, offsets) = p.read(&req).await?;
             return Ok((Records::File(slice), offsets));
         }
-        match self.router.call(owner, Request::Read(req)).await {
+        match self.call(owner, Request::Read(req)).await {
             Some(Reply::Read(result)) => {
                 result.map(|(bytes, offsets)| (Records::Bytes(bytes), offsets))
             }
@@ -208,7 +217,8 @@ impl Shard {
         let owner = self.owner_of(topic, partition);
         if owner == self.id {
             if let Some(p) = self.partition(topic, partition) {
-                p.wait_for_data(offset, timeout).await;
+                futures_lite::future::or(p.wait_for_data(offset, timeout), self.until_stopping())
+                    .await;
             }
             return;
         }
@@ -218,7 +228,7 @@ impl Shard {
             offset,
             timeout,
         };
-        self.router.call(owner, request).await;
+        self.call(owner, request).await;
     }
 
     /// ListOffsets for one partition; `None` when no record matches the timestamp.
@@ -240,7 +250,7 @@ impl Shard {
             partition,
             timestamp,
         };
-        match self.router.call(owner, request).await {
+        match self.call(owner, request).await {
             Some(Reply::ListOffset(result)) => result,
             _ => Err(ResponseError::NotLeaderOrFollower),
         }
@@ -272,8 +282,40 @@ impl Shard {
         }
     }
 
-    /// Flushes and closes every partition this shard owns (clean-shutdown marker included).
+    /// A pass for one request; `None` once shutdown has begun. Hold it until the response
+    /// is written.
+    pub fn enter(&self) -> Option<glommio::sync::Pass> {
+        self.gate.enter().ok()
+    }
+
+    /// True once shutdown has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.closing.get()
+    }
+
+    /// Resolves once shutdown has begun.
+    pub async fn until_stopping(&self) {
+        loop {
+            let seen = self.stopping.version();
+            if self.closing.get() {
+                return;
+            }
+            self.stopping.changed_since(seen).await;
+        }
+    }
+
+    /// Stops taking requests, waits for those in progress (long polls and calls to other
+    /// shards end early), then flushes and closes every partition this shard owns
+    /// (clean-shutdown marker included).
     pub async fn close(&self) {
+        self.closing.set(true);
+        self.stopping.notify_all();
+        if let Err(e) = self.gate.close().await {
+            tracing::warn!(
+                shard = self.id,
+                "waiting for requests in progress failed: {e}"
+            );
+        }
         let partitions: Vec<_> = self.partitions.borrow_mut().drain().collect();
         for ((topic, partition), p) in partitions {
             if let Err(e) = p.log.close().await {
@@ -286,8 +328,18 @@ impl Shard {
         if self.id == CONTROLLER_SHARD {
             Some(self.handle(request).await)
         } else {
-            self.router.call(CONTROLLER_SHARD, request).await
+            self.call(CONTROLLER_SHARD, request).await
         }
+    }
+
+    /// A call to another shard that gives up (`None`) when this shard starts shutting down,
+    /// since the other shard may already have stopped answering.
+    async fn call(&self, to: usize, request: Request) -> Option<Reply> {
+        futures_lite::future::or(self.router.call(to, request), async {
+            self.until_stopping().await;
+            None
+        })
+        .await
     }
 
     fn partition(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
@@ -303,8 +355,14 @@ impl Shard {
         while let Some(envelope) = receiver.recv().await {
             match envelope.body {
                 Body::Request(request) => {
+                    // Once shutdown has begun the request is dropped unanswered; the caller
+                    // is shutting down too and gives up on its own.
+                    let Some(pass) = self.enter() else {
+                        continue;
+                    };
                     let shard = self.clone();
                     glommio::spawn_local(async move {
+                        let _pass = pass;
                         let reply = shard.handle(request).await;
                         shard.router.reply(envelope.from, envelope.id, reply).await;
                     })
@@ -333,7 +391,11 @@ impl Shard {
                 timeout,
             } => {
                 if let Some(p) = self.partition(&topic, partition) {
-                    p.wait_for_data(offset, timeout).await;
+                    futures_lite::future::or(
+                        p.wait_for_data(offset, timeout),
+                        self.until_stopping(),
+                    )
+                    .await;
                 }
                 Reply::Waited
             }
@@ -468,7 +530,7 @@ impl Shard {
     async fn publish(&self, table: Arc<TopicTable>) {
         let peers = (0..self.count).filter(|s| *s != self.id).map(|s| {
             let table = table.clone();
-            async move { self.router.call(s, Request::Apply(table)).await }
+            async move { self.call(s, Request::Apply(table)).await }
         });
         futures_util::future::join(
             self.apply(table.clone()),

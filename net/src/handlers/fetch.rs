@@ -76,7 +76,11 @@ pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
     loop {
         let found = read_all(ctx, &topics, &mut wanted, max_bytes).await;
         let now = Instant::now();
-        if found >= min_bytes.max(1) || now >= deadline || !worth_waiting(&wanted) {
+        if found >= min_bytes.max(1)
+            || now >= deadline
+            || !worth_waiting(&wanted)
+            || ctx.shard.is_stopping()
+        {
             break;
         }
         wait_for_any(ctx, &topics, &wanted, deadline - now).await;
