@@ -114,9 +114,14 @@ fn panel(out: &mut String, y0: f64, title: &str, series: &[Series], t_max: f64) 
         let t = t_max * i as f64 / 5.0;
         let _ = writeln!(
             out,
-            r#"<text x="{}" y="{}" text-anchor="middle">{t:.0}</text>"#,
+            r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
             x(t),
-            y0 + PANEL_H + 16.0
+            y0 + PANEL_H + 16.0,
+            if t_max < 10.0 {
+                format!("{t:.1}")
+            } else {
+                format!("{t:.0}")
+            }
         );
     }
     for (i, s) in series.iter().enumerate() {

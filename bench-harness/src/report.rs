@@ -76,16 +76,17 @@ pub struct Sample {
 }
 
 impl Sample {
-    pub fn progress_line(&self) -> String {
+    /// One line for the terminal; `producing` and `consuming` say which columns the mode has.
+    pub fn progress_line(&self, producing: bool, consuming: bool) -> String {
         let mut s = format!("[{:>6.1}s {:<8}]", self.t, self.phase);
-        if self.produce_msgs_per_sec > 0.0 || self.consume_msgs_per_sec == 0.0 {
+        if producing && (self.produce_msgs_per_sec > 0.0 || !consuming) {
             let _ = write!(
                 s,
                 " produce {:>11.0} msg/s {:>8.1} MB/s",
                 self.produce_msgs_per_sec, self.produce_mb_per_sec
             );
         }
-        if self.consume_msgs_per_sec > 0.0 {
+        if consuming && (self.consume_msgs_per_sec > 0.0 || !producing) {
             let _ = write!(
                 s,
                 " consume {:>11.0} msg/s {:>8.1} MB/s",
@@ -183,11 +184,14 @@ impl Report {
                 );
             }
         }
-        let _ = writeln!(
-            s,
-            "{:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            "latency", "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean"
-        );
+        let any_latency = self.produce_latency_us.is_some() || self.e2e_latency_us.is_some();
+        if any_latency {
+            let _ = writeln!(
+                s,
+                "{:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                "latency", "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean"
+            );
+        }
         for (name, p) in [
             ("produce (ack)", self.produce_latency_us),
             ("end-to-end", self.e2e_latency_us),

@@ -34,6 +34,9 @@ type Producers = Vec<JoinHandle<Result<Vec<u64>>>>;
 type Consumers = Vec<JoinHandle<Result<SequenceChecker>>>;
 
 pub fn run(workload: &Workload, opts: &RunOptions) -> Result<Report> {
+    if let Some(pid) = opts.broker_pid {
+        cpu_seconds(pid)?; // a wrong pid fails now, not after the warm-up
+    }
     let w = Arc::new(workload.clone());
     let run_id = run_id();
     let slots = Arc::new(prepare_topics(
@@ -474,7 +477,9 @@ impl Reporter {
         // Sub-second leftovers at phase ends are folded into the totals but not shown.
         if dt >= 0.5 {
             if !self.quiet {
-                println!("{}", sample.progress_line());
+                let producing = self.mode != Mode::Consume;
+                let consuming = self.mode != Mode::Produce;
+                println!("{}", sample.progress_line(producing, consuming));
             }
             self.samples.push(sample);
         }
