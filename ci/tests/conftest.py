@@ -29,10 +29,19 @@ def spate_binary() -> Path:
     return target / "debug" / "spate"
 
 
+_ports_handed_out = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now, never the same twice in this run: the broker binds with
+    SO_REUSEPORT, so a port reused too early could be shared by two brokers."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_handed_out:
+            _ports_handed_out.add(port)
+            return port
 
 
 class Broker:

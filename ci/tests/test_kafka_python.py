@@ -16,11 +16,8 @@ def test_round_trip_by_assignment(broker):
     topic = create_topic(broker.bootstrap, PARTITIONS)
     sent = make_messages(COUNT, "kafka-python")
 
-    # kafka-python 3 makes producers idempotent by default (KIP-679), which needs
-    # InitProducerId; Spate does not serve it yet, so this test asks for a plain producer.
-    producer = KafkaProducer(
-        bootstrap_servers=broker.bootstrap, acks="all", linger_ms=5, enable_idempotence=False
-    )
+    # kafka-python 3 producers are idempotent by default (KIP-679): InitProducerId first.
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=5)
     futures = [
         producer.send(
             topic,
