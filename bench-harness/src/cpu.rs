@@ -11,6 +11,13 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
     parse_stat(&stat).map(|ticks| ticks as f64 / clock_ticks_per_sec())
 }
 
+/// CPU seconds the calling thread has used so far.
+pub fn thread_cpu_seconds() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat")
+        .map_err(io_err("cannot read /proc/thread-self/stat"))?;
+    parse_stat(&stat).map(|ticks| ticks as f64 / clock_ticks_per_sec())
+}
+
 /// utime + stime, in clock ticks. The command name (field 2) may hold spaces and
 /// parentheses, so fields are counted from the last ')'.
 fn parse_stat(stat: &str) -> Result<u64> {

@@ -73,7 +73,11 @@ pub fn spawn(
 ) -> JoinHandle<Result<Vec<u64>>> {
     std::thread::Builder::new()
         .name(format!("producer-{}", cfg.id))
-        .spawn(move || Producer::new(cfg, stats)?.run(&stop))
+        .spawn(move || {
+            let result = Producer::new(cfg, stats.clone()).and_then(|p| p.run(&stop));
+            stats.add_thread_cpu();
+            result
+        })
         .expect("spawn producer thread")
 }
 
@@ -129,7 +133,10 @@ impl Producer {
                 let slots = cfg.slots.clone();
                 let reader = std::thread::Builder::new()
                     .name(format!("acks-{}", cfg.id))
-                    .spawn(move || read_acks(read_half, version, rx, &slots, &stats))
+                    .spawn(move || {
+                        read_acks(read_half, version, rx, &slots, &stats);
+                        stats.add_thread_cpu();
+                    })
                     .expect("spawn ack reader");
                 (Some(tx), Some(reader))
             };

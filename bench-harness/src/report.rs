@@ -116,6 +116,11 @@ pub struct Report {
     pub failed_msgs: u64,
     pub errors: BTreeMap<String, u64>,
     pub check: Option<CheckSummary>,
+    /// CPU time of spate-bench's producer and ack-reader threads over the whole run
+    /// (warm-up included), and records sent per second of it: the generator's own cost,
+    /// independent of how busy the machine is.
+    pub generator_cpu_seconds: f64,
+    pub generator_msgs_per_cpu_second: Option<f64>,
     pub broker_cpu_seconds: Option<f64>,
     pub broker_cpu_seconds_per_million_msgs: Option<f64>,
     pub samples: Vec<Sample>,
@@ -218,6 +223,13 @@ impl Report {
             let _ = writeln!(
                 s,
                 "broker CPU: {cpu:.2} s, {per:.3} CPU-s per million messages"
+            );
+        }
+        if let Some(rate) = self.generator_msgs_per_cpu_second {
+            let _ = writeln!(
+                s,
+                "generator CPU: {:.2} s (producer and ack threads), {:.0} msg per CPU-second",
+                self.generator_cpu_seconds, rate
             );
         }
         if let Some(c) = &self.check {

@@ -181,6 +181,8 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<Report> {
         (w.mode != Mode::Produce).then(|| Throughput::new(c.consumed_msgs, c.consumed_bytes, secs));
     let msgs = produce.or(consume).map_or(0, |t| t.msgs);
     let errors = stats.errors.lock().unwrap().clone();
+    let gen_cpu = stats.generator_cpu_us.load(Relaxed) as f64 / 1e6;
+    let sent = stats.sent_msgs.load(Relaxed);
     Ok(Report {
         workload: w.name.clone(),
         mode: format!("{:?}", w.mode),
@@ -202,6 +204,8 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<Report> {
         failed_msgs: stats.failed_msgs.load(Relaxed),
         errors,
         check,
+        generator_cpu_seconds: gen_cpu,
+        generator_msgs_per_cpu_second: (gen_cpu > 0.0 && sent > 0).then(|| sent as f64 / gen_cpu),
         broker_cpu_seconds: cpu,
         broker_cpu_seconds_per_million_msgs: cpu
             .filter(|_| msgs > 0)

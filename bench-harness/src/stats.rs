@@ -25,6 +25,8 @@ pub struct Stats {
     pub produce_latency: Mutex<Histogram<u64>>,
     /// Intended send time to consumption, µs.
     pub e2e_latency: Mutex<Histogram<u64>>,
+    /// CPU time of the producer and ack-reader threads, µs (added as each thread ends).
+    pub generator_cpu_us: AtomicU64,
     /// Error name to occurrences (produce and fetch errors, broken connections).
     pub errors: Mutex<BTreeMap<String, u64>>,
 }
@@ -39,6 +41,7 @@ impl Default for Stats {
             failed_msgs: AtomicU64::new(0),
             consumed_msgs: AtomicU64::new(0),
             consumed_bytes: AtomicU64::new(0),
+            generator_cpu_us: AtomicU64::new(0),
             produce_latency: Mutex::new(new_histogram()),
             e2e_latency: Mutex::new(new_histogram()),
             errors: Mutex::new(BTreeMap::new()),
@@ -82,6 +85,13 @@ impl Stats {
             failed_msgs: self.failed_msgs.load(Relaxed),
             consumed_msgs: self.consumed_msgs.load(Relaxed),
             consumed_bytes: self.consumed_bytes.load(Relaxed),
+        }
+    }
+
+    /// Adds the calling thread's CPU time to `generator_cpu_us`.
+    pub fn add_thread_cpu(&self) {
+        if let Ok(s) = crate::cpu::thread_cpu_seconds() {
+            self.generator_cpu_us.fetch_add((s * 1e6) as u64, Relaxed);
         }
     }
 
