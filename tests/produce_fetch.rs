@@ -99,6 +99,6 @@ fn list_offsets_finds_earliest_latest_and_by_time() {
     assert_eq!(list(&mut client, -2), 0);
     assert_eq!(list(&mut client, -1), 3);
     // build_batch stamps every record of a batch with its base timestamp.
-    assert_eq!(list(&mut client, 1_700_000_000_000), 0);
+    assert_eq!(list(&mut client, common::BATCH_TIMESTAMP), 0);
     assert_eq!(list(&mut client, i64::MAX), -1);
 }

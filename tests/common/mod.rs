@@ -287,12 +287,17 @@ pub fn fetch_request(topic: &str, partition: i32, offset: i64, max_wait_ms: i32)
                 .with_partition_max_bytes(1 << 20)])])
 }
 
+/// The timestamp `batch` stamps its records with (November 2023).
+pub const BATCH_TIMESTAMP: i64 = 1_700_000_000_000;
+
 /// One v2 batch holding `values`.
 pub fn batch(values: &[&str]) -> Bytes {
-    Bytes::from(spate_core::record_batch::build_batch(
-        1_700_000_000_000,
-        values,
-    ))
+    batch_at(BATCH_TIMESTAMP, values)
+}
+
+/// One v2 batch holding `values`, stamped `timestamp`.
+pub fn batch_at(timestamp: i64, values: &[&str]) -> Bytes {
+    Bytes::from(spate_core::record_batch::build_batch(timestamp, values))
 }
 
 /// Splits fetched records into batches and returns (base offset, record count) of each.
