@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from support import REPO, free_port
+
 START_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 15
 
@@ -27,21 +28,6 @@ def spate_binary() -> Path:
     if not target.is_absolute():
         target = REPO / target
     return target / "debug" / "spate"
-
-
-_ports_handed_out = set()
-
-
-def free_port() -> int:
-    """A port nothing listens on now, never the same twice in this run: the broker binds with
-    SO_REUSEPORT, so a port reused too early could be shared by two brokers."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _ports_handed_out:
-            _ports_handed_out.add(port)
-            return port
 
 
 class Broker:
