@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 /// Largest response frame we accept; a bigger length prefix means a broken stream.
 pub const MAX_FRAME: usize = 256 * 1024 * 1024;
 const CLIENT_ID: &str = "spate-bench";
+/// Longest a socket read or write may block (produce acks use `request_timeout` instead).
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Versions this client speaks, per API key. Capped below the versions that address topics
 /// by id only (Produce 13, Fetch 13), since the harness names topics.
@@ -142,6 +144,13 @@ impl Conn {
         stream
             .set_nodelay(true)
             .map_err(io_err("set TCP_NODELAY"))?;
+        // A broker that stops answering fails the run instead of hanging it.
+        stream
+            .set_read_timeout(Some(IO_TIMEOUT))
+            .map_err(io_err("set read timeout"))?;
+        stream
+            .set_write_timeout(Some(IO_TIMEOUT))
+            .map_err(io_err("set write timeout"))?;
         let mut conn = Conn {
             stream,
             addr: addr.to_string(),

@@ -8,6 +8,11 @@ use std::sync::atomic::Ordering::Relaxed;
 
 fn produce(extra: &str, n: u64) -> (u64, spate_bench::report::Report) {
     let sink = sink::start("127.0.0.1:0").unwrap();
+    let report = produce_to(&sink, extra, n);
+    (sink.counters().records.load(Relaxed), report)
+}
+
+fn produce_to(sink: &sink::Sink, extra: &str, n: u64) -> spate_bench::report::Report {
     let w = Workload::parse(&format!(
         "
 name: sink-test
@@ -20,7 +25,7 @@ duration: 60s
     .unwrap();
     let mut w = w;
     w.producers.messages = Some(n);
-    let report = run(
+    run(
         &w,
         &RunOptions {
             broker: sink.addr.to_string(),
@@ -28,8 +33,7 @@ duration: 60s
             quiet: true,
         },
     )
-    .unwrap();
-    (sink.counters().records.load(Relaxed), report)
+    .unwrap()
 }
 
 #[test]
@@ -87,4 +91,18 @@ fn unreachable_broker_is_an_error_not_a_hang() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("cannot connect"), "{err}");
+}
+
+#[test]
+fn fire_and_forget_acks_zero() {
+    let sink = sink::start("127.0.0.1:0").unwrap();
+    let report = produce_to(&sink, "producers: {acks: 0}", 20_000);
+    assert_eq!(report.produce.unwrap().msgs, 20_000);
+    assert!(report.produce_latency_us.is_none());
+    // Nothing acknowledges acks=0 requests: wait (generously) for the sink to read them all.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while sink.counters().records.load(Relaxed) < 20_000 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(sink.counters().records.load(Relaxed), 20_000);
 }
