@@ -106,6 +106,13 @@ def check_served(sent: list, placement: list, consumed: dict, high_watermarks: d
         )
 
 
+def close(producer: Producer) -> None:
+    """Drops whatever is still queued, then closes: a producer left open keeps logging
+    connection failures once its broker is gone."""
+    producer.purge()
+    producer.close()
+
+
 def produce_confluent(bootstrap: str, topic: str, msgs: list, **conf) -> list:
     """Produces with confluent-kafka (acks=all) and returns each message's (partition,
     offset) from its delivery report; fails on any delivery error."""
@@ -122,22 +129,25 @@ def produce_confluent(bootstrap: str, topic: str, msgs: list, **conf) -> list:
 
         return on_delivery
 
-    for i, m in enumerate(msgs):
-        while True:
-            try:
-                producer.produce(
-                    topic,
-                    key=m.key,
-                    value=m.value,
-                    headers=list(m.headers),
-                    timestamp=m.timestamp,
-                    on_delivery=report(i),
-                )
-                break
-            except BufferError:
-                producer.poll(0.1)
-        producer.poll(0)
-    left = producer.flush(120)
+    try:
+        for i, m in enumerate(msgs):
+            while True:
+                try:
+                    producer.produce(
+                        topic,
+                        key=m.key,
+                        value=m.value,
+                        headers=list(m.headers),
+                        timestamp=m.timestamp,
+                        on_delivery=report(i),
+                    )
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+            producer.poll(0)
+        left = producer.flush(120)
+    finally:
+        close(producer)
     assert left == 0, f"{left} messages not delivered within 120 s"
     assert not errors, f"{len(errors)} delivery errors, first: {errors[:3]}"
     return placement

@@ -10,7 +10,7 @@ import time
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from support import create_topic
+from support import close, create_topic
 
 TRIES = 50
 MAX_WAIT_MS = 5000
@@ -60,6 +60,7 @@ def test_waiting_fetch_wakes_on_produce(broker):
             latencies.append(received_at - sent_at[0])
     finally:
         consumer.close()
+        close(producer)
 
     ms = sorted(x * 1000 for x in latencies)
     q = statistics.quantiles(ms, n=10)

@@ -5,7 +5,14 @@ import time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from support import check_served, consume_confluent, create_topic, make_messages, produce_confluent
+from support import (
+    check_served,
+    close,
+    consume_confluent,
+    create_topic,
+    make_messages,
+    produce_confluent,
+)
 
 PARTITIONS = 3
 
@@ -73,8 +80,7 @@ def test_sigkill_under_durable_profile_loses_nothing_acknowledged(make_broker):
         producer.poll(0.01)
     broker.kill()
     # Whatever was not acknowledged by now never will be: drop it, and collect the reports.
-    producer.purge()
-    producer.flush(10)
+    close(producer)
     acked += [(in_flight[i], p) for i, p in sorted(placement.items())]
     print(f"\n{len(acked)} acknowledged before SIGKILL ({len(placement)} of the in-flight set)")
 
