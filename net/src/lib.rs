@@ -11,3 +11,4 @@ pub mod handlers;
 pub mod server;
 
 pub use server::serve;
+pub mod zero_copy;
