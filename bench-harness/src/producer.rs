@@ -30,6 +30,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Records generated per loop turn at max rate, between checks of the stop flag and clock.
 const MAX_RATE_CHUNK: u64 = 256;
+/// Shortest sleep of a rate-limited producer between bursts of due records.
+const MIN_SLEEP: Duration = Duration::from_micros(100);
 
 pub struct ProducerConfig {
     pub id: u32,
@@ -242,14 +244,14 @@ impl Producer {
                     .map(|m| m.intended[0] + linger_ns)
                     .min()
                     .unwrap_or(u64::MAX);
-                let wake = next_due.min(linger_due);
+                // Never spin: records carry their scheduled times, so waking in steps of at
+                // least MIN_SLEEP and catching up costs accuracy nothing (the wait is counted
+                // as latency) and leaves the CPU to the broker.
                 let now = now_ns();
-                // Sleeping overshoots by ~50-100 µs; below that, yield instead.
-                if wake > now + 200_000 {
-                    std::thread::sleep(Duration::from_nanos(wake - now - 100_000));
-                } else if wake > now {
-                    std::thread::yield_now();
-                }
+                let wake = next_due
+                    .min(linger_due)
+                    .max(now + MIN_SLEEP.as_nanos() as u64);
+                std::thread::sleep(Duration::from_nanos(wake - now));
             }
         }
     }
