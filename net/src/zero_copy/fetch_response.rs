@@ -233,3 +233,302 @@ fn put_uvarint(buf: &mut BytesMut, mut value: u32) {
     }
     buf.put_u8(value as u8);
 }
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+    use kafka_protocol::messages::{BrokerId, FetchResponse, ResponseHeader, TopicName};
+    use kafka_protocol::protocol::{Encodable, HeaderVersion};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The frame kafka-protocol encodes for `parts` (records included): size, header, body.
+    fn reference_frame(
+        version: i16,
+        correlation_id: i32,
+        parts: &FetchResponseParts<Bytes>,
+    ) -> Vec<u8> {
+        let old = version < 7;
+        let response = FetchResponse::default()
+            .with_throttle_time_ms(parts.throttle_time_ms)
+            .with_error_code(if old { 0 } else { parts.error_code })
+            .with_session_id(if old { 0 } else { parts.session_id })
+            .with_responses(
+                parts
+                    .topics
+                    .iter()
+                    .map(|topic| {
+                        FetchableTopicResponse::default()
+                            .with_topic(TopicName(topic.name.clone()))
+                            .with_topic_id(uuid::Uuid::from_bytes(topic.topic_id))
+                            .with_partitions(
+                                topic
+                                    .partitions
+                                    .iter()
+                                    .map(|p| {
+                                        PartitionData::default()
+                                            .with_partition_index(p.partition_index)
+                                            .with_error_code(p.error_code)
+                                            .with_high_watermark(p.high_watermark)
+                                            .with_last_stable_offset(p.last_stable_offset)
+                                            .with_log_start_offset(p.log_start_offset)
+                                            .with_aborted_transactions(
+                                                match p.aborted_transactions {
+                                                    AbortedTransactions::Null => None,
+                                                    AbortedTransactions::Empty => Some(vec![]),
+                                                },
+                                            )
+                                            .with_preferred_read_replica(BrokerId(
+                                                if version < 11 {
+                                                    -1
+                                                } else {
+                                                    p.preferred_read_replica
+                                                },
+                                            ))
+                                            .with_records(Some(p.records.clone()))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            );
+        let mut body = BytesMut::new();
+        ResponseHeader::default()
+            .with_correlation_id(correlation_id)
+            .encode(&mut body, FetchResponse::header_version(version))
+            .unwrap();
+        response.encode(&mut body, version).unwrap();
+        let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        frame
+    }
+
+    /// Our segments, with each records range replaced by its bytes.
+    fn our_frame(segments: &[FetchSegment<Bytes>]) -> Vec<u8> {
+        let mut frame = Vec::new();
+        for segment in segments {
+            match segment {
+                FetchSegment::Bytes(b) | FetchSegment::Records(b) => frame.extend_from_slice(b),
+            }
+        }
+        frame
+    }
+
+    fn partition(index: i32, records: &[u8]) -> FetchPartitionParts<Bytes> {
+        FetchPartitionParts {
+            partition_index: index,
+            error_code: 0,
+            high_watermark: 1_000 + i64::from(index),
+            last_stable_offset: 900,
+            log_start_offset: 7,
+            aborted_transactions: AbortedTransactions::Null,
+            preferred_read_replica: -1,
+            records: Bytes::copy_from_slice(records),
+        }
+    }
+
+    fn sample() -> FetchResponseParts<Bytes> {
+        let mut failed = partition(3, b"");
+        failed.error_code = 6; // NOT_LEADER_OR_FOLLOWER
+        failed.high_watermark = -1;
+        let mut committed = partition(1, &[0xab; 300]);
+        committed.aborted_transactions = AbortedTransactions::Empty;
+        committed.preferred_read_replica = 2;
+        FetchResponseParts {
+            throttle_time_ms: 5,
+            error_code: 0,
+            session_id: 77,
+            topics: vec![
+                FetchTopicParts {
+                    name: StrBytes::from_static_str("orders"),
+                    topic_id: [1; 16],
+                    partitions: vec![partition(0, &[1, 2, 3, 4, 5]), committed, failed],
+                },
+                FetchTopicParts {
+                    name: StrBytes::from_static_str("empty-topic"),
+                    topic_id: [2; 16],
+                    partitions: vec![],
+                },
+                FetchTopicParts {
+                    name: StrBytes::from_static_str("t"),
+                    topic_id: [3; 16],
+                    partitions: vec![partition(9, &[0x42; 200])],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn matches_kafka_protocol_byte_for_byte() {
+        for version in [4, 5, 7, 11, 12, 13, 15, 16, 18] {
+            let parts = sample();
+            let expected = reference_frame(version, 0x1234_5678, &parts);
+            let segments = encode_fetch_response(version, 0x1234_5678, parts).unwrap();
+            assert_eq!(our_frame(&segments), expected, "version {version}");
+        }
+    }
+
+    #[test]
+    fn records_come_as_their_own_segments_between_encoded_bytes() {
+        let segments = encode_fetch_response(16, 1, sample()).unwrap();
+        let kinds: Vec<&str> = segments
+            .iter()
+            .map(|s| match s {
+                FetchSegment::Bytes(_) => "bytes",
+                FetchSegment::Records(_) => "records",
+            })
+            .collect();
+        // Three non-empty record ranges; the empty one is folded into the encoded bytes.
+        assert_eq!(
+            kinds,
+            ["bytes", "records", "bytes", "records", "bytes", "records", "bytes"]
+        );
+        assert!(matches!(&segments[1], FetchSegment::Records(r) if r.as_ref() == [1, 2, 3, 4, 5]));
+    }
+
+    #[test]
+    fn top_level_error_without_topics() {
+        for version in [4, 7, 12, 16] {
+            let parts = FetchResponseParts {
+                throttle_time_ms: 0,
+                error_code: 70, // FETCH_SESSION_ID_NOT_FOUND
+                session_id: 0,
+                topics: vec![],
+            };
+            let expected = reference_frame(version, -1, &parts);
+            let segments = encode_fetch_response(version, -1, parts).unwrap();
+            assert_eq!(segments.len(), 1);
+            assert_eq!(our_frame(&segments), expected, "version {version}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_encode() {
+        let empty = || FetchResponseParts::<Bytes> {
+            throttle_time_ms: 0,
+            error_code: 0,
+            session_id: 0,
+            topics: vec![],
+        };
+        assert_eq!(
+            encode_fetch_response(3, 1, empty()),
+            Err(FetchEncodeError::UnsupportedVersion(3))
+        );
+        assert_eq!(
+            encode_fetch_response(19, 1, empty()),
+            Err(FetchEncodeError::UnsupportedVersion(19))
+        );
+        let mut long_name = sample();
+        long_name.topics[0].name = StrBytes::from_string("x".repeat(40_000));
+        assert_eq!(
+            encode_fetch_response(12, 1, long_name),
+            Err(FetchEncodeError::TopicNameTooLong(40_000))
+        );
+
+        #[derive(Debug)]
+        struct Len(usize);
+        impl RecordsLen for Len {
+            fn records_len(&self) -> usize {
+                self.0
+            }
+        }
+        let with_lens = |lens: &[usize]| FetchResponseParts {
+            throttle_time_ms: 0,
+            error_code: 0,
+            session_id: 0,
+            topics: vec![FetchTopicParts {
+                name: StrBytes::from_static_str("t"),
+                topic_id: [0; 16],
+                partitions: lens
+                    .iter()
+                    .map(|&len| {
+                        let p = partition(0, b"");
+                        FetchPartitionParts {
+                            partition_index: p.partition_index,
+                            error_code: p.error_code,
+                            high_watermark: p.high_watermark,
+                            last_stable_offset: p.last_stable_offset,
+                            log_start_offset: p.log_start_offset,
+                            aborted_transactions: p.aborted_transactions,
+                            preferred_read_replica: p.preferred_read_replica,
+                            records: Len(len),
+                        }
+                    })
+                    .collect(),
+            }],
+        };
+        assert!(matches!(
+            encode_fetch_response(16, 1, with_lens(&[1 << 31])),
+            Err(FetchEncodeError::RecordsTooLarge(_))
+        ));
+        assert!(matches!(
+            encode_fetch_response(16, 1, with_lens(&[1 << 30, 1 << 30])),
+            Err(FetchEncodeError::FrameTooLarge(_))
+        ));
+    }
+
+    fn arb_parts() -> impl Strategy<Value = FetchResponseParts<Bytes>> {
+        let arb_partition = (
+            any::<i32>(),
+            any::<i16>(),
+            any::<[i64; 3]>(),
+            any::<bool>(),
+            any::<i32>(),
+            prop::collection::vec(any::<u8>(), 0..300),
+        )
+            .prop_map(|(index, error, [hw, lso, lss], empty, replica, records)| {
+                FetchPartitionParts {
+                    partition_index: index,
+                    error_code: error,
+                    high_watermark: hw,
+                    last_stable_offset: lso,
+                    log_start_offset: lss,
+                    aborted_transactions: if empty {
+                        AbortedTransactions::Empty
+                    } else {
+                        AbortedTransactions::Null
+                    },
+                    preferred_read_replica: replica,
+                    records: Bytes::from(records),
+                }
+            });
+        let arb_topic = (
+            "[a-z._-]{0,200}",
+            any::<[u8; 16]>(),
+            prop::collection::vec(arb_partition, 0..5),
+        )
+            .prop_map(|(name, topic_id, partitions)| FetchTopicParts {
+                name: StrBytes::from_string(name),
+                topic_id,
+                partitions,
+            });
+        (
+            any::<i32>(),
+            any::<i16>(),
+            any::<i32>(),
+            prop::collection::vec(arb_topic, 0..4),
+        )
+            .prop_map(|(throttle_time_ms, error_code, session_id, topics)| {
+                FetchResponseParts {
+                    throttle_time_ms,
+                    error_code,
+                    session_id,
+                    topics,
+                }
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn any_response_matches_kafka_protocol(
+            version in FETCH_VERSIONS,
+            correlation_id in any::<i32>(),
+            parts in arb_parts(),
+        ) {
+            let expected = reference_frame(version, correlation_id, &parts);
+            let segments = encode_fetch_response(version, correlation_id, parts).unwrap();
+            prop_assert_eq!(our_frame(&segments), expected);
+        }
+    }
+}
