@@ -15,9 +15,13 @@ use kafka_protocol::messages::{BrokerId, FetchRequest};
 use kafka_protocol::records::RecordBatchDecoder;
 use spate_core::record_batch::{split, validate, BatchError};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+/// Log end offsets per slot at which consumers stop; set by the runner when the end of the
+/// data is known (catch-up: from the start; end-to-end: once producers stop).
+pub type StopAt = Arc<Mutex<Option<Vec<i64>>>>;
 
 pub struct ConsumerConfig {
     pub id: u32,
@@ -27,8 +31,8 @@ pub struct ConsumerConfig {
     pub assigned: Vec<usize>,
     /// Next offset to read, per assigned slot.
     pub start: Vec<i64>,
-    /// Catch-up: stop once every assigned slot reaches these offsets.
-    pub end: Option<Vec<i64>>,
+    /// Once set, stop when every assigned slot reaches these offsets (indexed by slot).
+    pub stop_at: StopAt,
     pub workload: Arc<Workload>,
     /// Whether this run's sequences must start at 0 (see `SequenceChecker`).
     pub from_zero: bool,
@@ -54,8 +58,13 @@ fn run(cfg: ConsumerConfig, stats: &Stats, stop: &AtomicBool) -> Result<Sequence
     let c = &cfg.workload.consumers;
     let mut offsets = cfg.start.clone();
     while !stop.load(Relaxed) {
-        if let Some(end) = &cfg.end {
-            if offsets.iter().zip(end).all(|(o, e)| o >= e) {
+        if let Some(end) = cfg.stop_at.lock().unwrap().as_ref() {
+            if cfg
+                .assigned
+                .iter()
+                .zip(&offsets)
+                .all(|(&s, &o)| o >= end[s])
+            {
                 break;
             }
         }

@@ -2,8 +2,9 @@
 
 use clap::{Parser, Subcommand};
 use spate_bench::runner::{run, RunOptions};
+use spate_bench::sink::SinkOptions;
 use spate_bench::units::{parse_duration, parse_rate};
-use spate_bench::workload::Workload;
+use spate_bench::workload::{Mode, Workload};
 use spate_bench::{chart, compare, sink, Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -29,6 +30,9 @@ enum Cmd {
     Sink {
         #[arg(long, default_value = "127.0.0.1:9092")]
         listen: String,
+        /// Keep produced batches in memory and serve them to Fetch (a toy broker).
+        #[arg(long)]
+        retain: bool,
     },
     /// Parse and check workload files without running them.
     Check { workloads: Vec<PathBuf> },
@@ -41,7 +45,8 @@ struct RunArgs {
     /// Bootstrap broker, host:port.
     #[arg(long, default_value = "127.0.0.1:9092")]
     broker: String,
-    /// Run against an in-process sink instead of a broker (measures the generator alone).
+    /// Run against an in-process sink instead of a broker (measures the generator alone;
+    /// modes that read keep the data in memory).
     #[arg(long, conflicts_with_all = ["compare", "broker_pid"])]
     sink: bool,
     /// Broker pid(s) whose CPU time to measure; with --compare, `PID_A,PID_B`.
@@ -80,7 +85,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Run(args) => cmd_run(args),
-        Cmd::Sink { listen } => cmd_sink(&listen),
+        Cmd::Sink { listen, retain } => cmd_sink(&listen, retain),
         Cmd::Check { workloads } => cmd_check(&workloads),
     };
     match result {
@@ -158,7 +163,15 @@ fn cmd_run(args: RunArgs) -> Result<bool> {
         return Ok(clean);
     }
     let sink = if args.sink {
-        Some(sink::start("127.0.0.1:0")?)
+        // Modes that read need the data kept (in memory); produce-only runs discard it.
+        let retain = w.mode != Mode::Produce;
+        Some(sink::start_with(
+            "127.0.0.1:0",
+            SinkOptions {
+                retain,
+                fault: None,
+            },
+        )?)
     } else {
         None
     };
@@ -206,8 +219,14 @@ fn write(path: &Path, text: &str) -> Result<()> {
     )))
 }
 
-fn cmd_sink(listen: &str) -> Result<bool> {
-    let s = sink::start(listen)?;
+fn cmd_sink(listen: &str, retain: bool) -> Result<bool> {
+    let s = sink::start_with(
+        listen,
+        SinkOptions {
+            retain,
+            fault: None,
+        },
+    )?;
     println!("sink listening on {}", s.addr);
     let c = s.counters();
     let mut last = (c.records.load(Relaxed), c.bytes.load(Relaxed));

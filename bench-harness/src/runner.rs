@@ -3,7 +3,7 @@
 //! final report. Warm-up intervals are shown but left out of the figures.
 
 use crate::client::{list_offsets, prepare_topics, Slot};
-use crate::consumer::{self, ConsumerConfig};
+use crate::consumer::{self, ConsumerConfig, StopAt};
 use crate::cpu::cpu_seconds;
 use crate::producer::{self, ProducerConfig};
 use crate::report::{Percentiles, Report, Sample, Throughput};
@@ -13,7 +13,7 @@ use crate::workload::{Acks, Mode, StartAt, Workload};
 use crate::Result;
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -80,12 +80,13 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<Report> {
             };
             let start = list_offsets(&slots, ts)?;
             let early = rep.measure_now_unless_warmup(&w, &stats, opts.broker_pid)?;
+            let stop_at = Arc::new(Mutex::new(None));
             let consumers = spawn_consumers(
                 &w,
                 run_id,
                 &slots,
                 &start,
-                None,
+                &stop_at,
                 e2e,
                 &stats,
                 &stop_consumers,
@@ -112,12 +113,11 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<Report> {
             stop_producers.store(true, Relaxed);
             written = join_producers(producers, &stats);
             if e2e {
-                let acked = stats.acked_msgs.load(Relaxed);
-                let caught_up = || {
-                    stats.consumed_msgs.load(Relaxed) >= acked
-                        || consumers.iter().all(|c| c.is_finished())
-                };
-                rep.phase("drain", DRAIN_TIMEOUT, &caught_up);
+                // Consumers read on to the log end as it stands now that producers stopped.
+                *stop_at.lock().unwrap() = Some(list_offsets(&slots, -1)?);
+                rep.phase("drain", DRAIN_TIMEOUT, &|| {
+                    consumers.iter().all(|c| c.is_finished())
+                });
             }
             stop_consumers.store(true, Relaxed);
             checkers = join_consumers(consumers, &stats);
@@ -146,7 +146,7 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<Report> {
                 run_id,
                 &slots,
                 &before,
-                Some(&after),
+                &Arc::new(Mutex::new(Some(after))),
                 true,
                 &stats,
                 &stop_consumers,
@@ -254,7 +254,7 @@ fn spawn_consumers(
     run: u32,
     slots: &Arc<Vec<Slot>>,
     start: &[i64],
-    end: Option<&[i64]>,
+    stop_at: &StopAt,
     from_zero: bool,
     stats: &Arc<Stats>,
     stop: &Arc<AtomicBool>,
@@ -278,7 +278,7 @@ fn spawn_consumers(
                 run,
                 slots: slots.clone(),
                 start: assigned.iter().map(|&s| start[s]).collect(),
-                end: end.map(|e| assigned.iter().map(|&s| e[s]).collect()),
+                stop_at: stop_at.clone(),
                 assigned,
                 workload: w.clone(),
                 from_zero,

@@ -1,7 +1,11 @@
 //! A do-nothing broker: accepts Kafka connections, answers ApiVersions, Metadata,
-//! CreateTopics, ListOffsets, Fetch (always empty) and Produce with success, checks each
-//! produced batch's framing and CRC, counts the records, and discards them. Running the
-//! generator against it measures the generator alone.
+//! CreateTopics, ListOffsets, Fetch and Produce with success, checks each produced batch's
+//! framing and CRC, counts the records, and discards them. Running the generator against it
+//! measures the generator alone.
+//!
+//! With `retain` it keeps the batches in memory and serves them to Fetch (a toy broker, so
+//! consumers, end-to-end and catch-up runs can be tested without a real one), and `fault`
+//! makes it lose or duplicate one batch, to show the checker catches it.
 
 use crate::client::{client_range, read_frame};
 use crate::error::{io_err, protocol};
@@ -19,12 +23,12 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, Encodable, StrBytes};
-use spate_core::record_batch::{split, validate};
+use spate_core::record_batch::{set_base_offset, split, validate};
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// Longest a Fetch waits before its empty answer, whatever the client asks.
@@ -39,13 +43,42 @@ pub struct SinkCounters {
     pub corrupt_batches: AtomicU64,
 }
 
+/// A deliberate misbehaviour, for testing the harness's checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Acknowledge the n-th produced batch (1-based, over all partitions) but never store it.
+    LoseBatch(u64),
+    /// Store the n-th produced batch twice.
+    DuplicateBatch(u64),
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SinkOptions {
+    /// Keep produced batches in memory and serve them to Fetch.
+    pub retain: bool,
+    pub fault: Option<Fault>,
+}
+
+/// One partition as the sink keeps it.
+#[derive(Default)]
+struct PartitionLog {
+    end: i64,
+    /// (base offset, last offset, batch) in offset order; empty unless retaining.
+    batches: Vec<(i64, i64, Bytes)>,
+}
+
 #[derive(Default)]
 struct SinkState {
+    options: SinkOptions,
     counters: SinkCounters,
+    batches_seen: AtomicU64,
     /// Partition count per created topic.
     topics: Mutex<HashMap<String, i32>>,
-    /// Next offset per (topic, partition), so produce responses carry real base offsets.
-    log_ends: Mutex<HashMap<(String, i32), i64>>,
+    /// Per (topic, partition): offsets, so produce responses carry real base offsets, and
+    /// the retained batches.
+    logs: Mutex<HashMap<(String, i32), PartitionLog>>,
+    /// Signalled on every append, for fetches waiting for data.
+    appended: Condvar,
 }
 
 pub struct Sink {
@@ -61,10 +94,17 @@ impl Sink {
 
 /// Binds `listen` and serves in background threads for the rest of the process.
 pub fn start(listen: &str) -> Result<Sink> {
+    start_with(listen, SinkOptions::default())
+}
+
+pub fn start_with(listen: &str, options: SinkOptions) -> Result<Sink> {
     let listener =
         TcpListener::bind(listen).map_err(io_err(format!("sink cannot listen on {listen}")))?;
     let addr = listener.local_addr().map_err(io_err("sink address"))?;
-    let state = Arc::new(SinkState::default());
+    let state = Arc::new(SinkState {
+        options,
+        ..SinkState::default()
+    });
     let st = state.clone();
     std::thread::Builder::new()
         .name("sink-accept".into())
@@ -199,17 +239,15 @@ fn handle(mut frame: Bytes, addr: SocketAddr, st: &SinkState, out: &mut BytesMut
             for t in req.topic_data {
                 let mut parts = Vec::new();
                 for p in t.partition_data {
-                    let (count, bytes, ok) = count_batches(p.records.as_deref().unwrap_or(&[]));
+                    let records = p.records.unwrap_or_default();
+                    let (count, ok) = count_batches(&records);
                     let c = &st.counters;
                     let mut code = 0;
                     let mut base = -1;
                     if ok {
                         c.records.fetch_add(count, Relaxed);
-                        c.bytes.fetch_add(bytes, Relaxed);
-                        let mut ends = st.log_ends.lock().unwrap();
-                        let end = ends.entry((t.name.0.to_string(), p.index)).or_default();
-                        base = *end;
-                        *end += count as i64;
+                        c.bytes.fetch_add(records.len() as u64, Relaxed);
+                        base = append(st, t.name.0.as_str(), p.index, &records);
                     } else {
                         c.corrupt_batches.fetch_add(1, Relaxed);
                         code = 2; // CORRUPT_MESSAGE
@@ -240,7 +278,7 @@ fn handle(mut frame: Bytes, addr: SocketAddr, st: &SinkState, out: &mut BytesMut
         }
         ApiKey::ListOffsets => {
             let req = ListOffsetsRequest::decode(&mut frame, version).map_err(protocol)?;
-            let ends = st.log_ends.lock().unwrap();
+            let logs = st.logs.lock().unwrap();
             let topics = req
                 .topics
                 .into_iter()
@@ -249,10 +287,9 @@ fn handle(mut frame: Bytes, addr: SocketAddr, st: &SinkState, out: &mut BytesMut
                         .partitions
                         .iter()
                         .map(|p| {
-                            let end = ends
+                            let end = logs
                                 .get(&(t.name.0.to_string(), p.partition_index))
-                                .copied()
-                                .unwrap_or(0);
+                                .map_or(0, |l| l.end);
                             ListOffsetsPartitionResponse::default()
                                 .with_partition_index(p.partition_index)
                                 .with_timestamp(-1)
@@ -274,27 +311,19 @@ fn handle(mut frame: Bytes, addr: SocketAddr, st: &SinkState, out: &mut BytesMut
         }
         ApiKey::Fetch => {
             let req = FetchRequest::decode(&mut frame, version).map_err(protocol)?;
-            std::thread::sleep(
-                Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_FETCH_WAIT),
-            );
-            let topics = req
-                .topics
-                .into_iter()
-                .map(|t| {
-                    let parts = t
-                        .partitions
-                        .iter()
-                        .map(|p| {
-                            PartitionData::default()
-                                .with_partition_index(p.partition)
-                                .with_records(Some(Bytes::new()))
-                        })
-                        .collect();
-                    FetchableTopicResponse::default()
-                        .with_topic(t.topic)
-                        .with_partitions(parts)
-                })
-                .collect();
+            let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_FETCH_WAIT);
+            let deadline = std::time::Instant::now() + wait;
+            let mut logs = st.logs.lock().unwrap();
+            // Long poll: answer as soon as any asked partition has data, or at the deadline.
+            let topics = loop {
+                let (topics, any) = fetch(&logs, &req);
+                let now = std::time::Instant::now();
+                if any || now >= deadline {
+                    break topics;
+                }
+                logs = st.appended.wait_timeout(logs, deadline - now).unwrap().0;
+            };
+            drop(logs);
             respond(
                 out,
                 corr,
@@ -310,15 +339,88 @@ fn handle(mut frame: Bytes, addr: SocketAddr, st: &SinkState, out: &mut BytesMut
 
 /// Counts records in a produce request's records field; `ok` is false if any batch is
 /// malformed or fails its CRC.
-fn count_batches(records: &[u8]) -> (u64, u64, bool) {
+fn count_batches(records: &[u8]) -> (u64, bool) {
     let mut count = 0u64;
     for item in split(records) {
         match item.and_then(|(_, _, batch)| validate(batch)) {
             Ok(h) => count += h.record_count as u64,
-            Err(_) => return (0, 0, false),
+            Err(_) => return (0, false),
         }
     }
-    (count, records.len() as u64, true)
+    (count, true)
+}
+
+/// Assigns offsets to validated batches (storing them when retaining); returns the base.
+fn append(st: &SinkState, topic: &str, partition: i32, records: &Bytes) -> i64 {
+    let mut logs = st.logs.lock().unwrap();
+    let log = logs.entry((topic.to_string(), partition)).or_default();
+    let base = log.end;
+    for (_, header, batch) in split(records).flatten() {
+        let n = st.batches_seen.fetch_add(1, Relaxed) + 1;
+        let copies = match st.options.fault {
+            Some(Fault::LoseBatch(k)) if k == n => 0,
+            Some(Fault::DuplicateBatch(k)) if k == n => 2,
+            _ => 1,
+        };
+        for _ in 0..copies {
+            if st.options.retain {
+                let mut stored = batch.to_vec();
+                set_base_offset(&mut stored, log.end);
+                log.batches.push((
+                    log.end,
+                    log.end + header.last_offset_delta as i64,
+                    Bytes::from(stored),
+                ));
+            }
+            log.end += header.offset_count();
+        }
+    }
+    st.appended.notify_all();
+    base
+}
+
+/// Builds the fetch answer from retained batches; `any` says whether it holds records.
+fn fetch(
+    logs: &HashMap<(String, i32), PartitionLog>,
+    req: &FetchRequest,
+) -> (Vec<FetchableTopicResponse>, bool) {
+    let mut any = false;
+    let mut budget = req.max_bytes.max(1) as usize;
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let parts = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let log = logs.get(&(t.topic.0.to_string(), p.partition));
+                    let mut data = BytesMut::new();
+                    if let Some(log) = log {
+                        let first = log.batches.partition_point(|b| b.1 < p.fetch_offset);
+                        let limit = (p.partition_max_bytes.max(1) as usize).min(budget);
+                        for (_, _, b) in &log.batches[first..] {
+                            // Like Kafka, the first batch goes out even when over the limit.
+                            if !data.is_empty() && data.len() + b.len() > limit {
+                                break;
+                            }
+                            data.put_slice(b);
+                        }
+                    }
+                    budget = budget.saturating_sub(data.len());
+                    any |= !data.is_empty();
+                    PartitionData::default()
+                        .with_partition_index(p.partition)
+                        .with_high_watermark(log.map_or(0, |l| l.end))
+                        .with_records(Some(data.freeze()))
+                })
+                .collect();
+            FetchableTopicResponse::default()
+                .with_topic(t.topic.clone())
+                .with_partitions(parts)
+        })
+        .collect();
+    (topics, any)
 }
 
 fn api_versions() -> ApiVersionsResponse {

@@ -2,7 +2,7 @@
 //! sink counts exactly that. No timing assertions.
 
 use spate_bench::runner::{run, RunOptions};
-use spate_bench::sink;
+use spate_bench::sink::{self, Fault, SinkOptions};
 use spate_bench::workload::Workload;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -105,4 +105,92 @@ fn fire_and_forget_acks_zero() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     assert_eq!(sink.counters().records.load(Relaxed), 20_000);
+}
+
+/// Runs `mode` against a retaining sink (with an optional fault), `n` records of 200 bytes.
+fn read_run(mode: &str, fault: Option<Fault>, n: u64) -> spate_bench::report::Report {
+    let sink = sink::start_with(
+        "127.0.0.1:0",
+        SinkOptions {
+            retain: true,
+            fault,
+        },
+    )
+    .unwrap();
+    let backlog = if mode == "catch-up" {
+        format!("backlog: {}", n * 200)
+    } else {
+        String::new()
+    };
+    let mut w = Workload::parse(&format!(
+        "
+name: read-test
+mode: {mode}
+topics: [{{name: r, partitions: 3}}]
+record: {{size: 200}}
+producers: {{batch_size: 8KiB}}
+consumers: {{count: 2, fetch_max_wait: 50ms, partition_max_bytes: 32KiB}}
+duration: 60s
+{backlog}
+"
+    ))
+    .unwrap();
+    if mode == "end-to-end" {
+        w.producers.messages = Some(n);
+    }
+    run(
+        &w,
+        &RunOptions {
+            broker: sink.addr.to_string(),
+            broker_pid: None,
+            quiet: true,
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn end_to_end_reads_everything_in_order() {
+    let r = read_run("end-to-end", None, 20_000);
+    let check = r.check.clone().unwrap();
+    assert!(check.is_clean(), "{check:?}");
+    assert_eq!(check.checked, 20_000);
+    assert_eq!(r.consume.unwrap().msgs, 20_000);
+    assert_eq!(r.e2e_latency_us.unwrap().count, 20_000);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+}
+
+#[test]
+fn catch_up_reads_the_backlog() {
+    let r = read_run("catch-up", None, 10_000);
+    let check = r.check.clone().unwrap();
+    assert!(check.is_clean(), "{check:?}");
+    assert_eq!(check.checked, 10_000);
+    assert_eq!(r.consume.unwrap().msgs, 10_000);
+    assert_eq!(r.consume.unwrap().bytes, 10_000 * 200);
+}
+
+/// Records of 200 bytes in one full 8 KiB batch: what one lost or doubled batch holds.
+fn per_batch() -> u64 {
+    let mut b = spate_bench::batch::BatchBuilder::new(8 * 1024);
+    while b.fits(0, 200) {
+        b.append(None, &[&[0u8; 200]]);
+    }
+    b.count() as u64
+}
+
+#[test]
+fn a_lost_batch_is_reported() {
+    let r = read_run("end-to-end", Some(Fault::LoseBatch(7)), 20_000);
+    let check = r.check.unwrap();
+    assert_eq!(check.lost, per_batch(), "{check:?}");
+    assert_eq!((check.duplicates, check.reordered), (0, 0));
+}
+
+#[test]
+fn a_duplicated_batch_is_reported() {
+    let r = read_run("catch-up", Some(Fault::DuplicateBatch(3)), 10_000);
+    let check = r.check.unwrap();
+    assert_eq!(check.duplicates, per_batch(), "{check:?}");
+    assert_eq!((check.lost, check.reordered), (0, 0));
 }
