@@ -40,6 +40,7 @@ def test_profile_serves(make_broker, profile):
         ("log.segment.bytes: 1000\n", ["log.segment.bytes", "1048576"]),
         ("listeners: \"SSL://127.0.0.1:9093\"\n", ["listeners", "PLAINTEXT"]),
     ],
+    ids=["typo", "wrong-type", "out-of-range", "ssl-listener"],
 )
 def test_bad_profile_stops_startup(spate_bin, tmp_path: Path, yaml, expected):
     profile = tmp_path / "bad.yaml"
