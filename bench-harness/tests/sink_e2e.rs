@@ -155,7 +155,9 @@ fn end_to_end_reads_everything_in_order() {
     let check = r.check.clone().unwrap();
     assert!(check.is_clean(), "{check:?}");
     assert_eq!(check.checked, 20_000);
-    assert_eq!(r.consume.unwrap().msgs, 20_000);
+    // The throughput window closes when the producers finish; reading what is left (the
+    // drain) is checked and timed, but not counted as throughput.
+    assert!(r.consume.unwrap().msgs <= 20_000);
     assert_eq!(r.e2e_latency_us.unwrap().count, 20_000);
     assert!(r.errors.is_empty(), "{:?}", r.errors);
 }
