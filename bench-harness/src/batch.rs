@@ -20,10 +20,10 @@ pub struct BatchBuilder {
 impl BatchBuilder {
     /// A builder whose batches stay at or below `limit` bytes (unless one record is larger).
     pub fn new(limit: usize) -> BatchBuilder {
-        let mut buf = Vec::with_capacity(limit + RECORD_OVERHEAD_MAX);
-        buf.resize(BATCH_HEADER_LEN, 0);
+        // The buffer is allocated on first use: a run over many partitions only pays for
+        // the batches it is actually filling.
         BatchBuilder {
-            buf,
+            buf: Vec::new(),
             count: 0,
             limit,
         }
@@ -45,6 +45,10 @@ impl BatchBuilder {
     /// Appends one record whose value is the concatenation of `parts`.
     pub fn append(&mut self, key: Option<&[u8]>, parts: &[&[u8]]) {
         let value_len: usize = parts.iter().map(|p| p.len()).sum();
+        if self.count == 0 {
+            self.buf.reserve(self.limit + RECORD_OVERHEAD_MAX);
+            self.buf.resize(BATCH_HEADER_LEN, 0);
+        }
         let mut head = [0u8; 32];
         let mut n = 1; // byte 0 is the record's attributes, always 0
         n += put_varlong(&mut head[n..], 0); // timestamp delta: one time per batch
@@ -76,11 +80,7 @@ impl BatchBuilder {
     /// Closes the batch (header, optional compression, CRC32C) and resets the builder.
     pub fn finish(&mut self, compression: Compression, timestamp_ms: i64) -> Result<Bytes> {
         assert!(self.count > 0, "finish called on an empty batch");
-        let mut buf = std::mem::replace(
-            &mut self.buf,
-            Vec::with_capacity(self.limit + RECORD_OVERHEAD_MAX),
-        );
-        self.buf.resize(BATCH_HEADER_LEN, 0);
+        let mut buf = std::mem::take(&mut self.buf);
         let count = std::mem::take(&mut self.count);
         let codec: i16 = match compression {
             Compression::None => 0,

@@ -349,7 +349,10 @@ impl Workload {
         if self.topics.is_empty() {
             return Err("topics: list at least one topic".into());
         }
-        for t in &self.topics {
+        for (i, t) in self.topics.iter().enumerate() {
+            if self.topics[..i].iter().any(|o| o.name == t.name) {
+                return Err(format!("topics.name: `{}` is listed twice", t.name));
+            }
             if t.name.is_empty() || t.name.len() > 249 {
                 return Err(format!(
                     "topics.name: `{}` must be 1 to 249 characters",

@@ -163,6 +163,12 @@ fn bad_values_are_explained() {
     assert!(err.contains("sideways"), "{err}");
     let err = Workload::parse(&BASE.replace("partitions: 3", "partitions: 0")).unwrap_err();
     assert!(err.contains("partitions"), "{err}");
+    let err = Workload::parse(&BASE.replace(
+        "partitions: 3}]",
+        "partitions: 3}, {name: t, partitions: 1}]",
+    ))
+    .unwrap_err();
+    assert!(err.contains("twice"), "{err}");
     let err = Workload::parse("name: t\nmode: produce\n").unwrap_err();
     assert!(err.contains("topics"), "{err}");
 }
