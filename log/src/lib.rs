@@ -24,5 +24,5 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::LogConfig;
 pub use error::LogError;
 pub use leader_epoch::FILE_NAME as LEADER_EPOCH_FILE;
-pub use partition_log::{AppendInfo, PartitionLog, ReadSlice};
+pub use partition_log::{AppendInfo, LogStats, PartitionLog, ReadSlice};
 pub use segment::SegmentFile;
