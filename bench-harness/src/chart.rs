@@ -166,3 +166,49 @@ fn escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_both_panels() {
+        let samples = (1..=5)
+            .map(|i| Sample {
+                t: i as f64,
+                phase: "measure",
+                produce_msgs_per_sec: 1000.0 * i as f64,
+                produce_mb_per_sec: 0.1,
+                consume_msgs_per_sec: 900.0,
+                consume_mb_per_sec: 0.09,
+                latency_p50_us: Some(100),
+                latency_p99_us: Some(900),
+            })
+            .collect();
+        let report = Report {
+            workload: "a<b".into(),
+            mode: "EndToEnd".into(),
+            broker: "x".into(),
+            run_id: 0,
+            measured_seconds: 5.0,
+            produce: None,
+            consume: None,
+            produce_latency_us: None,
+            e2e_latency_us: None,
+            failed_msgs: 0,
+            errors: Default::default(),
+            check: None,
+            generator_cpu_seconds: 0.0,
+            generator_msgs_per_cpu_second: None,
+            broker_cpu_seconds: None,
+            broker_cpu_seconds_per_million_msgs: None,
+            samples,
+        };
+        let svg = svg(&report);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        // produce, consume, p50, p99
+        assert_eq!(svg.matches("<polyline").count(), 4);
+        assert!(svg.contains("a&lt;b"), "titles are escaped");
+        assert!(svg.contains(">5.5k<"), "axis top is 110% of the peak");
+    }
+}

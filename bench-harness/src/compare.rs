@@ -97,3 +97,71 @@ pub fn table(c: &Comparison, a: &str, b: &str) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Percentiles, Throughput};
+
+    fn report(msgs_per_sec: f64, p99: u64) -> Report {
+        Report {
+            workload: "w".into(),
+            mode: "Produce".into(),
+            broker: "b".into(),
+            run_id: 1,
+            measured_seconds: 1.0,
+            produce: Some(Throughput::new(
+                msgs_per_sec as u64,
+                msgs_per_sec as u64 * 100,
+                1.0,
+            )),
+            consume: None,
+            produce_latency_us: Some(Percentiles {
+                count: 1,
+                mean: 1.0,
+                p50: 1,
+                p90: 1,
+                p99,
+                p999: 1,
+                p9999: 1,
+                max: 1,
+            }),
+            e2e_latency_us: None,
+            failed_msgs: 0,
+            errors: Default::default(),
+            check: None,
+            generator_cpu_seconds: 0.0,
+            generator_msgs_per_cpu_second: None,
+            broker_cpu_seconds: None,
+            broker_cpu_seconds_per_million_msgs: None,
+            samples: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn ratios_use_medians() {
+        let a = [report(100.0, 10), report(300.0, 30), report(200.0, 20)];
+        let b = [report(400.0, 5), report(1000.0, 5), report(600.0, 50)];
+        let r = ratios(&a, &b);
+        let msgs = r.iter().find(|x| x.figure == "produce msg/s").unwrap();
+        assert_eq!((msgs.a, msgs.b, msgs.ratio), (200.0, 600.0, 3.0));
+        assert!(msgs.higher_is_better);
+        let p99 = r
+            .iter()
+            .find(|x| x.figure == "produce latency p99 us")
+            .unwrap();
+        assert_eq!((p99.a, p99.b, p99.ratio), (20.0, 5.0, 0.25));
+        assert!(!p99.higher_is_better);
+        let text = table(
+            &Comparison {
+                a: a.to_vec(),
+                b: b.to_vec(),
+                ratios: r,
+            },
+            "A",
+            "B",
+        );
+        assert!(text.contains("produce msg/s"), "{text}");
+        assert!(text.contains("(B better)"), "{text}");
+    }
+}
