@@ -18,7 +18,8 @@ pub mod topic_config;
 pub mod topics;
 
 pub use messages::{
-    ListedOffset, NewTopic, PartitionOffsets, ProduceResult, ReadRequest, TopicError,
+    ListedOffset, NewTopic, PartitionOffsets, ProduceResult, ReadBatch, ReadRequest, ReadResult,
+    TopicError, WaitRequest,
 };
 pub use partition::read_slice_to_bytes;
 pub use shard::{Records, Shard};

@@ -39,10 +39,28 @@ pub struct ReadRequest {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+    /// `partition_max_bytes`.
     pub max_bytes: usize,
-    /// Return the first batch even if it exceeds `max_bytes` (Kafka does, so a consumer can
-    /// never get stuck behind a large batch).
+}
+
+/// Reads of partitions one shard owns, done in order within one byte budget: one message
+/// to that shard however many of its partitions a Fetch names.
+#[derive(Debug, Clone)]
+pub struct ReadBatch {
+    pub reads: Vec<ReadRequest>,
+    /// What is left of the Fetch's `max_bytes`.
+    pub budget: usize,
+    /// Return the first batch found even if it exceeds the limits (Kafka does, so a
+    /// consumer never gets stuck behind a large batch); set while the response is empty.
     pub min_one_batch: bool,
+}
+
+/// One partition a long poll waits on: it wakes once the high watermark passes `offset`.
+#[derive(Debug, Clone)]
+pub struct WaitRequest {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
 }
 
 /// The partition's offsets a Fetch response reports.
@@ -51,6 +69,9 @@ pub struct PartitionOffsets {
     pub high_watermark: i64,
     pub log_start_offset: i64,
 }
+
+/// One partition's part of a read: its records and offsets, or why it could not be read.
+pub type ReadResult<R> = Result<(R, PartitionOffsets), ResponseError>;
 
 /// An offset found by ListOffsets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,11 +86,9 @@ pub(crate) enum Request {
         partition: i32,
         records: Bytes,
     },
-    Read(ReadRequest),
+    Read(ReadBatch),
     Wait {
-        topic: String,
-        partition: i32,
-        offset: i64,
+        partitions: Vec<WaitRequest>,
         timeout: Duration,
     },
     ListOffset {
@@ -89,7 +108,7 @@ pub(crate) enum Request {
 
 pub(crate) enum Reply {
     Produce(Result<ProduceResult, ResponseError>),
-    Read(Result<(Bytes, PartitionOffsets), ResponseError>),
+    Read(Vec<ReadResult<Bytes>>),
     Waited,
     ListOffset(Result<Option<ListedOffset>, ResponseError>),
     CreateTopics(Vec<Result<TopicInfo, TopicError>>),

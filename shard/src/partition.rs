@@ -9,7 +9,7 @@ use kafka_protocol::ResponseError;
 use spate_core::record_batch;
 use spate_log::{PartitionLog, ReadSlice};
 
-use crate::messages::{ListedOffset, PartitionOffsets, ProduceResult, ReadRequest};
+use crate::messages::{ListedOffset, PartitionOffsets, ProduceResult};
 use crate::notify::Notify;
 
 /// ListOffsets' special timestamps.
@@ -51,19 +51,18 @@ impl Partition {
         })
     }
 
+    /// Whole batches from `offset`, at most `max_bytes` (but the first batch regardless with
+    /// `min_one_batch`), below the high watermark.
     pub async fn read(
         &self,
-        req: &ReadRequest,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
     ) -> Result<(ReadSlice, PartitionOffsets), ResponseError> {
         let offsets = self.offsets();
         let slice = self
             .log
-            .read(
-                req.offset,
-                req.max_bytes,
-                offsets.high_watermark,
-                req.min_one_batch,
-            )
+            .read(offset, max_bytes, offsets.high_watermark, min_one_batch)
             .await
             .map_err(|e| e.kafka_error())?;
         Ok((slice, offsets))

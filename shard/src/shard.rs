@@ -10,14 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::{select_all, FutureExt, LocalBoxFuture};
 use glommio::channels::shared_channel::ConnectedReceiver;
 use kafka_protocol::ResponseError;
 use spate_core::config::BrokerConfig;
 use spate_log::{Clock, PartitionLog, ReadSlice, SystemClock};
 
 use crate::messages::{
-    ListedOffset, NewTopic, PartitionOffsets, ProduceResult, ReadRequest, Reply, Request,
-    TopicError,
+    ListedOffset, NewTopic, ProduceResult, ReadBatch, ReadResult, Reply, Request, TopicError,
+    WaitRequest,
 };
 use crate::notify::Notify;
 use crate::partition::{read_slice_to_bytes, Partition};
@@ -192,44 +193,44 @@ impl Shard {
         }
     }
 
-    /// Reads whole batches from a partition, up to its high watermark.
-    pub async fn read(
-        &self,
-        req: ReadRequest,
-    ) -> Result<(Records, PartitionOffsets), ResponseError> {
-        let owner = self.owner_of(&req.topic, req.partition);
+    /// Reads partitions that shard `owner` owns, in order, within `batch.budget` bytes;
+    /// one result per read.
+    pub async fn read_batch(&self, owner: usize, batch: ReadBatch) -> Vec<ReadResult<Records>> {
         if owner == self.id {
-            let p = self
-                .partition(&req.topic, req.partition)
-                .ok_or(ResponseError::UnknownTopicOrPartition)?;
-            let (slice, offsets) = p.read(&req).await?;
-            return Ok((Records::File(slice), offsets));
+            return self
+                .read_local(batch)
+                .await
+                .into_iter()
+                .map(|r| r.map(|(slice, offsets)| (Records::File(slice), offsets)))
+                .collect();
         }
-        match self.call(owner, Request::Read(req)).await {
-            Some(Reply::Read(result)) => {
-                result.map(|(bytes, offsets)| (Records::Bytes(bytes), offsets))
-            }
-            _ => Err(ResponseError::NotLeaderOrFollower),
+        let count = batch.reads.len();
+        match self.call(owner, Request::Read(batch)).await {
+            Some(Reply::Read(results)) => results
+                .into_iter()
+                .map(|r| r.map(|(bytes, offsets)| (Records::Bytes(bytes), offsets)))
+                .collect(),
+            _ => (0..count)
+                .map(|_| Err(ResponseError::NotLeaderOrFollower))
+                .collect(),
         }
     }
 
-    /// Resolves when the partition's high watermark passes `offset`, or after `timeout`.
-    pub async fn wait_for_data(&self, topic: &str, partition: i32, offset: i64, timeout: Duration) {
-        let owner = self.owner_of(topic, partition);
+    /// Resolves when any of `partitions` (all owned by shard `owner`) gets data past its
+    /// offset, after `timeout`, or at shutdown. Woken by the append, not by a timer tick.
+    pub async fn wait_any(&self, owner: usize, partitions: Vec<WaitRequest>, timeout: Duration) {
         if owner == self.id {
-            if let Some(p) = self.partition(topic, partition) {
-                futures_lite::future::or(p.wait_for_data(offset, timeout), self.until_stopping())
-                    .await;
-            }
-            return;
+            self.wait_local(partitions, timeout).await;
+        } else {
+            self.call(
+                owner,
+                Request::Wait {
+                    partitions,
+                    timeout,
+                },
+            )
+            .await;
         }
-        let request = Request::Wait {
-            topic: topic.to_string(),
-            partition,
-            offset,
-            timeout,
-        };
-        self.call(owner, request).await;
     }
 
     /// ListOffsets for one partition; `None` when no record matches the timestamp.
@@ -384,20 +385,12 @@ impl Shard {
                 Some(p) => p.produce(records).await,
                 None => Err(ResponseError::UnknownTopicOrPartition),
             }),
-            Request::Read(req) => Reply::Read(self.read_for_peer(req).await),
+            Request::Read(batch) => Reply::Read(self.read_for_peer(batch).await),
             Request::Wait {
-                topic,
-                partition,
-                offset,
+                partitions,
                 timeout,
             } => {
-                if let Some(p) = self.partition(&topic, partition) {
-                    futures_lite::future::or(
-                        p.wait_for_data(offset, timeout),
-                        self.until_stopping(),
-                    )
-                    .await;
-                }
+                self.wait_local(partitions, timeout).await;
                 Reply::Waited
             }
             Request::ListOffset {
@@ -422,15 +415,49 @@ impl Shard {
         }
     }
 
-    async fn read_for_peer(
-        &self,
-        req: ReadRequest,
-    ) -> Result<(Bytes, PartitionOffsets), ResponseError> {
-        let p = self
-            .partition(&req.topic, req.partition)
-            .ok_or(ResponseError::UnknownTopicOrPartition)?;
-        let (slice, offsets) = p.read(&req).await?;
-        Ok((read_slice_to_bytes(&slice).await?, offsets))
+    async fn read_local(&self, batch: ReadBatch) -> Vec<ReadResult<ReadSlice>> {
+        let mut total = 0;
+        let mut results = Vec::with_capacity(batch.reads.len());
+        for req in batch.reads {
+            let result = match self.partition(&req.topic, req.partition) {
+                Some(p) => {
+                    let max_bytes = req.max_bytes.min(batch.budget.saturating_sub(total));
+                    let min_one_batch = batch.min_one_batch && total == 0;
+                    p.read(req.offset, max_bytes, min_one_batch).await
+                }
+                None => Err(ResponseError::UnknownTopicOrPartition),
+            };
+            if let Ok((slice, _)) = &result {
+                total += slice.len;
+            }
+            results.push(result);
+        }
+        results
+    }
+
+    /// A read for another shard: the ranges cross threads as bytes.
+    async fn read_for_peer(&self, batch: ReadBatch) -> Vec<ReadResult<Bytes>> {
+        let mut results = Vec::with_capacity(batch.reads.len());
+        for result in self.read_local(batch).await {
+            results.push(match result {
+                Ok((slice, offsets)) => read_slice_to_bytes(&slice).await.map(|b| (b, offsets)),
+                Err(e) => Err(e),
+            });
+        }
+        results
+    }
+
+    async fn wait_local(&self, partitions: Vec<WaitRequest>, timeout: Duration) {
+        let waits: Vec<LocalBoxFuture<'static, ()>> = partitions
+            .into_iter()
+            .filter_map(|w| {
+                let p = self.partition(&w.topic, w.partition)?;
+                Some(async move { p.wait_for_data(w.offset, timeout).await }.boxed_local())
+            })
+            .collect();
+        if !waits.is_empty() {
+            futures_lite::future::or(select_all(waits).map(|_| ()), self.until_stopping()).await;
+        }
     }
 
     /// Controller: validates and creates topics, then publishes the new table.

@@ -6,6 +6,7 @@
 //! the request waits on its partitions and wakes on the append that brings data (or at the
 //! deadline), then reads again.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,7 +14,7 @@ use futures_util::future::{select_all, FutureExt, LocalBoxFuture};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::ResponseError;
-use spate_shard::{read_slice_to_bytes, PartitionOffsets, ReadRequest, Records};
+use spate_shard::{read_slice_to_bytes, ReadBatch, ReadRequest, ReadResult, Records, WaitRequest};
 use uuid::Uuid;
 
 use super::Context;
@@ -29,7 +30,7 @@ struct Wanted {
     partition: i32,
     offset: i64,
     max_bytes: usize,
-    result: Result<(Records, PartitionOffsets), ResponseError>,
+    result: ReadResult<Records>,
 }
 
 /// One requested topic, resolved to a name (`None`: unknown).
@@ -89,6 +90,8 @@ pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
 }
 
 /// Reads every partition once, within the response's byte budget; returns the bytes found.
+/// Partitions are read one owner shard at a time (this shard's first), so a Fetch costs one
+/// message per other shard, not one per partition.
 async fn read_all(
     ctx: &Context,
     topics: &[Topic],
@@ -96,23 +99,50 @@ async fn read_all(
     max_bytes: usize,
 ) -> usize {
     let mut total = 0;
-    for w in wanted.iter_mut() {
-        let Some(name) = &topics[w.topic].name else {
-            continue;
-        };
-        let request = ReadRequest {
-            topic: name.clone(),
-            partition: w.partition,
-            offset: w.offset,
-            max_bytes: w.max_bytes.min(max_bytes.saturating_sub(total)),
+    for (owner, indexes) in by_owner(ctx, topics, wanted) {
+        let reads = indexes
+            .iter()
+            .map(|&i| ReadRequest {
+                topic: topic_of(topics, &wanted[i]).to_string(),
+                partition: wanted[i].partition,
+                offset: wanted[i].offset,
+                max_bytes: wanted[i].max_bytes,
+            })
+            .collect();
+        let batch = ReadBatch {
+            reads,
+            budget: max_bytes.saturating_sub(total),
             min_one_batch: total == 0,
         };
-        w.result = ctx.shard.read(request).await;
-        if let Ok((records, _)) = &w.result {
-            total += records.len();
+        let results = ctx.shard.read_batch(owner, batch).await;
+        for (i, result) in indexes.into_iter().zip(results) {
+            if let Ok((records, _)) = &result {
+                total += records.len();
+            }
+            wanted[i].result = result;
         }
     }
     total
+}
+
+/// The wanted partitions of known topics, grouped by owner shard, this shard first.
+fn by_owner(ctx: &Context, topics: &[Topic], wanted: &[Wanted]) -> Vec<(usize, Vec<usize>)> {
+    let me = ctx.shard.id();
+    let mut groups: BTreeMap<(bool, usize), Vec<usize>> = BTreeMap::new();
+    for (i, w) in wanted.iter().enumerate() {
+        if topics[w.topic].name.is_some() {
+            let owner = ctx.shard.owner_of(topic_of(topics, w), w.partition);
+            groups.entry((owner != me, owner)).or_default().push(i);
+        }
+    }
+    groups
+        .into_iter()
+        .map(|((_, owner), indexes)| (owner, indexes))
+        .collect()
+}
+
+fn topic_of<'a>(topics: &'a [Topic], w: &Wanted) -> &'a str {
+    topics[w.topic].name.as_deref().unwrap_or_default()
 }
 
 /// Waiting only helps when every partition read cleanly and came back empty at its end.
@@ -123,17 +153,21 @@ fn worth_waiting(wanted: &[Wanted]) -> bool {
     })
 }
 
-/// Resolves as soon as any requested partition gets data past its fetch offset.
+/// Resolves as soon as any requested partition gets data past its fetch offset: one wait
+/// per owner shard, the first to end wins.
 async fn wait_for_any(ctx: &Context, topics: &[Topic], wanted: &[Wanted], timeout: Duration) {
-    let waits: Vec<LocalBoxFuture<'_, ()>> = wanted
-        .iter()
-        .filter_map(|w| {
-            let name = topics[w.topic].name.as_deref()?;
-            Some(
-                ctx.shard
-                    .wait_for_data(name, w.partition, w.offset, timeout)
-                    .boxed_local(),
-            )
+    let waits: Vec<LocalBoxFuture<'_, ()>> = by_owner(ctx, topics, wanted)
+        .into_iter()
+        .map(|(owner, indexes)| {
+            let partitions = indexes
+                .into_iter()
+                .map(|i| WaitRequest {
+                    topic: topic_of(topics, &wanted[i]).to_string(),
+                    partition: wanted[i].partition,
+                    offset: wanted[i].offset,
+                })
+                .collect();
+            ctx.shard.wait_any(owner, partitions, timeout).boxed_local()
         })
         .collect();
     if !waits.is_empty() {
