@@ -4,8 +4,8 @@
 //!
 //! cargo run --release -p spate-net --example zero_copy_bench [-- FILE_MIB [ROUNDS]]
 //!
-//! Prints, per method, throughput and the process CPU time (all threads, including the
-//! reader and io_uring workers) per GiB sent.
+//! Prints, per method, throughput, the process CPU time (all threads, including the reader
+//! and io_uring workers) per GiB sent, and wall time per call.
 
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -19,6 +19,9 @@ use spate_net::zero_copy::splice_to_socket;
 
 /// Bytes per read_at / splice call: a typical `max.partition.fetch.bytes` (1 MiB).
 const CHUNK: usize = 1 << 20;
+/// Bytes per call in the small-fetch runs (a consumer that keeps up gets little per fetch);
+/// these runs send a tenth of the file, since per-call cost is what they show.
+const SMALL: [usize; 3] = [16 << 10, 64 << 10, 256 << 10];
 
 fn cpu_time() -> Duration {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
@@ -49,10 +52,10 @@ async fn connect() -> (TcpStream, std::thread::JoinHandle<u64>) {
     (listener.accept().await.unwrap(), reader)
 }
 
-async fn copy(file: &BufferedFile, stream: &mut TcpStream, len: usize) {
+async fn copy(file: &BufferedFile, stream: &mut TcpStream, len: usize, chunk: usize) {
     let mut pos = 0;
     while pos < len {
-        let n = CHUNK.min(len - pos);
+        let n = chunk.min(len - pos);
         let buf = file.read_at(pos as u64, n).await.unwrap();
         stream.write_all(&buf).await.unwrap();
         pos += buf.len();
@@ -97,23 +100,35 @@ fn main() {
         .run(async move {
             let file = BufferedFile::open(&path).await.unwrap();
             for round in 0..rounds {
-                for method in ["copy", "splice 1 MiB calls", "splice one call"] {
+                let mut runs = vec![(true, len), (false, CHUNK), (true, CHUNK)];
+                for small in SMALL {
+                    runs.extend([(false, small), (true, small)]);
+                }
+                for (zero_copy, chunk) in runs {
+                    let method = format!(
+                        "{} {} KiB calls",
+                        if zero_copy { "splice" } else { "copy" },
+                        chunk >> 10
+                    );
+                    let len = if SMALL.contains(&chunk) { len / 10 } else { len };
                     let (mut stream, reader) = connect().await;
                     let (cpu, start) = (cpu_time(), Instant::now());
-                    match method {
-                        "copy" => copy(&file, &mut stream, len).await,
-                        "splice 1 MiB calls" => splice(&file, &stream, len, CHUNK).await,
-                        _ => splice(&file, &stream, len, len).await,
+                    if zero_copy {
+                        splice(&file, &stream, len, chunk).await;
+                    } else {
+                        copy(&file, &mut stream, len, chunk).await;
                     }
                     stream.shutdown(std::net::Shutdown::Write).await.unwrap();
                     let got = reader.join().unwrap();
                     let (wall, cpu) = (start.elapsed(), cpu_time() - cpu);
                     assert_eq!(got, len as u64);
                     let gib = len as f64 / (1u64 << 30) as f64;
+                    let calls = len.div_ceil(chunk) as f64;
                     println!(
-                        "round {round} {method:>20}: {:6.2} GiB/s, {:5.2} CPU-s/GiB",
+                        "round {round} {method:>26}: {:6.2} GiB/s, {:5.2} CPU-s/GiB, {:7.1} us/call",
                         gib / wall.as_secs_f64(),
                         cpu.as_secs_f64() / gib,
+                        wall.as_secs_f64() * 1e6 / calls,
                     );
                 }
             }
