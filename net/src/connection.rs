@@ -2,6 +2,7 @@
 //! Kafka, a connection has one request in progress at a time, so responses keep request
 //! order; clients get concurrency from several connections and from batching.
 
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 use futures_lite::io::BufReader;
@@ -10,7 +11,8 @@ use glommio::net::TcpStream;
 use spate_shard::Shard;
 
 use crate::frame::{read_frame, FrameError};
-use crate::handlers::{dispatch, RequestError};
+use crate::handlers::{dispatch, RequestError, Response};
+use crate::zero_copy::write_fetch_response;
 
 #[derive(Debug, thiserror::Error)]
 enum ConnectionError {
@@ -46,11 +48,18 @@ async fn serve_requests(
         let Some(_pass) = shard.enter() else {
             return Ok(());
         };
-        if let Some(response) = dispatch(shard, frame.freeze()).await? {
-            stream
-                .write_all(&response)
+        match dispatch(shard, frame.freeze()).await? {
+            Some(Response::Frame(bytes)) => stream
+                .write_all(&bytes)
                 .await
-                .map_err(ConnectionError::Write)?;
+                .map_err(ConnectionError::Write)?,
+            Some(Response::Fetch(segments)) => {
+                let socket_fd = stream.get_ref().as_raw_fd();
+                write_fetch_response(&mut stream, socket_fd, segments)
+                    .await
+                    .map_err(ConnectionError::Write)?
+            }
+            None => {}
         }
     }
     Ok(())

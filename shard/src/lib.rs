@@ -21,5 +21,4 @@ pub use messages::{
     ListedOffset, NewTopic, PartitionOffsets, ProduceResult, ReadBatch, ReadRequest, ReadResult,
     TopicError, WaitRequest,
 };
-pub use partition::read_slice_to_bytes;
 pub use shard::{Records, Shard};

@@ -122,9 +122,9 @@ impl Partition {
     }
 }
 
-/// Copies a read range out of its segment file. This is the copy path a remote shard's read
-/// takes (the range crosses threads as bytes), and the local path until zero-copy lands.
-pub async fn read_slice_to_bytes(slice: &ReadSlice) -> Result<Bytes, ResponseError> {
+/// Copies a read range out of its segment file: a read for another shard crosses threads as
+/// bytes (the owner's file handles stay on the owner). Local reads are spliced instead.
+pub(crate) async fn read_slice_to_bytes(slice: &ReadSlice) -> Result<Bytes, ResponseError> {
     if slice.len == 0 {
         return Ok(Bytes::new());
     }

@@ -11,18 +11,28 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::{select_all, FutureExt, LocalBoxFuture};
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::{FetchRequest, TopicName};
 use kafka_protocol::ResponseError;
-use spate_shard::{read_slice_to_bytes, ReadBatch, ReadRequest, ReadResult, Records, WaitRequest};
+use spate_shard::{PartitionOffsets, ReadBatch, ReadRequest, ReadResult, Records, WaitRequest};
 use uuid::Uuid;
 
-use super::Context;
+use super::{Context, RequestError};
+use crate::zero_copy::{
+    encode_fetch_response, AbortedTransactions, FetchPartitionParts, FetchResponseParts,
+    FetchSegment, FetchTopicParts,
+};
 
 /// From v13 on, topics are named by id.
 const TOPIC_IDS_VERSION: i16 = 13;
-/// The first version whose partitions carry `log_start_offset`.
-const LOG_START_OFFSET_VERSION: i16 = 5;
+/// Fetch's isolation level for transactional reads.
+const READ_COMMITTED: i8 = 1;
+/// "Keep fetching from the leader" (no follower fetching).
+const NO_PREFERRED_REPLICA: i32 = -1;
+/// What an errored partition reports for its offsets.
+const UNKNOWN_OFFSETS: PartitionOffsets = PartitionOffsets {
+    high_watermark: -1,
+    log_start_offset: -1,
+};
 
 /// One partition the request asks for, with what the last read of it found.
 struct Wanted {
@@ -40,7 +50,10 @@ struct Topic {
     wire_name: TopicName,
 }
 
-pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
+pub async fn handle(
+    ctx: &Context,
+    request: FetchRequest,
+) -> Result<Vec<FetchSegment<Records>>, RequestError> {
     let table = ctx.shard.topics();
     let by_id = ctx.version() >= TOPIC_IDS_VERSION;
     let mut topics = Vec::with_capacity(request.topics.len());
@@ -86,7 +99,7 @@ pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
         }
         wait_for_any(ctx, &topics, &wanted, deadline - now).await;
     }
-    response(topics, wanted, ctx.version()).await
+    response(ctx, topics, wanted, request.isolation_level)
 }
 
 /// Reads every partition once, within the response's byte budget; returns the bytes found.
@@ -175,52 +188,56 @@ async fn wait_for_any(ctx: &Context, topics: &[Topic], wanted: &[Wanted], timeou
     }
 }
 
-async fn response(topics: Vec<Topic>, wanted: Vec<Wanted>, version: i16) -> FetchResponse {
-    let mut responses: Vec<FetchableTopicResponse> = topics
+/// The response as wire-ordered segments: encoded bytes, and record ranges that the
+/// connection splices from the segment files (or writes, when they came from another shard).
+fn response(
+    ctx: &Context,
+    topics: Vec<Topic>,
+    wanted: Vec<Wanted>,
+    isolation_level: i8,
+) -> Result<Vec<FetchSegment<Records>>, RequestError> {
+    // Kafka's null for read-uncommitted fetches, an empty list for read-committed ones.
+    let aborted_transactions = if isolation_level == READ_COMMITTED {
+        AbortedTransactions::Empty
+    } else {
+        AbortedTransactions::Null
+    };
+    let mut parts: Vec<FetchTopicParts<Records>> = topics
         .into_iter()
-        .map(|t| {
-            FetchableTopicResponse::default()
-                .with_topic(t.wire_name)
-                .with_topic_id(t.id)
+        .map(|t| FetchTopicParts {
+            name: t.wire_name.0,
+            topic_id: *t.id.as_bytes(),
+            partitions: Vec::new(),
         })
         .collect();
     for w in wanted {
-        let partition = PartitionData::default().with_partition_index(w.partition);
-        let partition = match w.result {
-            Ok((records, offsets)) => match records_bytes(records).await {
-                Ok(bytes) => {
-                    let partition = partition
-                        .with_high_watermark(offsets.high_watermark)
-                        .with_last_stable_offset(offsets.high_watermark)
-                        .with_records(Some(bytes));
-                    if version >= LOG_START_OFFSET_VERSION {
-                        partition.with_log_start_offset(offsets.log_start_offset)
-                    } else {
-                        partition
-                    }
-                }
-                Err(e) => error_partition(partition, e),
-            },
-            Err(e) => error_partition(partition, e),
+        let (error_code, offsets, records) = match w.result {
+            Ok((records, offsets)) => (0, offsets, records),
+            Err(e) => (e.code(), UNKNOWN_OFFSETS, Records::Bytes(Bytes::new())),
         };
-        responses[w.topic].partitions.push(partition);
+        parts[w.topic].partitions.push(FetchPartitionParts {
+            partition_index: w.partition,
+            error_code,
+            high_watermark: offsets.high_watermark,
+            // No transactions: everything below the high watermark is stable.
+            last_stable_offset: offsets.high_watermark,
+            log_start_offset: offsets.log_start_offset,
+            aborted_transactions,
+            preferred_read_replica: NO_PREFERRED_REPLICA,
+            records,
+        });
     }
-    FetchResponse::default().with_responses(responses)
-}
-
-fn error_partition(partition: PartitionData, error: ResponseError) -> PartitionData {
-    partition
-        .with_error_code(error.code())
-        .with_high_watermark(-1)
-        .with_last_stable_offset(-1)
-        .with_records(Some(Bytes::new()))
-}
-
-/// The records as bytes for the response encoder. A local file range is copied out here:
-/// the one place to switch to the zero-copy writer.
-async fn records_bytes(records: Records) -> Result<Bytes, ResponseError> {
-    match records {
-        Records::File(slice) => read_slice_to_bytes(&slice).await,
-        Records::Bytes(bytes) => Ok(bytes),
-    }
+    let response = FetchResponseParts {
+        throttle_time_ms: 0,
+        error_code: 0,
+        // Spate keeps no fetch sessions: 0 tells the client to send full fetches.
+        session_id: 0,
+        topics: parts,
+    };
+    encode_fetch_response(ctx.version(), ctx.header.correlation_id, response).map_err(|e| {
+        RequestError::Encode {
+            what: "FetchResponse",
+            reason: e.to_string(),
+        }
+    })
 }

@@ -6,7 +6,9 @@ use std::rc::Rc;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
-use spate_shard::Shard;
+use spate_shard::{Records, Shard};
+
+use crate::zero_copy::FetchSegment;
 
 pub mod api_versions;
 pub mod create_topics;
@@ -63,9 +65,20 @@ pub enum RequestError {
     Encode { what: &'static str, reason: String },
 }
 
+/// A response ready to write.
+pub enum Response {
+    /// A whole encoded frame.
+    Frame(Bytes),
+    /// A Fetch response: encoded bytes interleaved with record ranges to send zero-copy.
+    Fetch(Vec<FetchSegment<Records>>),
+}
+
 /// Handles one request frame (header and body). `Ok(None)`: the request wants no response
 /// (Produce with acks=0). `Err`: close the connection.
-pub async fn dispatch(shard: &Rc<Shard>, mut frame: Bytes) -> Result<Option<Bytes>, RequestError> {
+pub async fn dispatch(
+    shard: &Rc<Shard>,
+    mut frame: Bytes,
+) -> Result<Option<Response>, RequestError> {
     let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -77,7 +90,8 @@ pub async fn dispatch(shard: &Rc<Shard>, mut frame: Bytes) -> Result<Option<Byte
         if api == ApiKey::ApiVersions {
             // Kafka answers an ApiVersions it cannot parse with a v0 response holding
             // UNSUPPORTED_VERSION and its version table, so the client can retry lower.
-            return encode(correlation_id, 0, &api_versions::unsupported()).map(Some);
+            return encode(correlation_id, 0, &api_versions::unsupported())
+                .map(|frame| Some(Response::Frame(frame)));
         }
         return Err(RequestError::UnsupportedVersion { api, version });
     }
@@ -105,10 +119,9 @@ pub async fn dispatch(shard: &Rc<Shard>, mut frame: Bytes) -> Result<Option<Byte
             Some(response) => respond(&ctx, response),
             None => Ok(None),
         },
-        ApiKey::Fetch => respond(
-            &ctx,
-            fetch::handle(&ctx, decode(&mut frame, version)?).await,
-        ),
+        ApiKey::Fetch => fetch::handle(&ctx, decode(&mut frame, version)?)
+            .await
+            .map(|segments| Some(Response::Fetch(segments))),
         ApiKey::ListOffsets => respond(
             &ctx,
             list_offsets::handle(&ctx, decode(&mut frame, version)?).await,
@@ -143,8 +156,9 @@ fn decode<T: Decodable>(frame: &mut Bytes, version: i16) -> Result<T, RequestErr
 fn respond<R: Encodable + HeaderVersion>(
     ctx: &Context,
     response: R,
-) -> Result<Option<Bytes>, RequestError> {
-    encode(ctx.header.correlation_id, ctx.version(), &response).map(Some)
+) -> Result<Option<Response>, RequestError> {
+    encode(ctx.header.correlation_id, ctx.version(), &response)
+        .map(|frame| Some(Response::Frame(frame)))
 }
 
 /// Encodes a whole response frame: size, response header, body.
