@@ -8,6 +8,7 @@ use crate::workload::Workload;
 use crate::Result;
 use serde::Serialize;
 use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Ratio {
@@ -27,14 +28,25 @@ pub struct Comparison {
 }
 
 pub fn compare(w: &Workload, a: RunOptions, b: RunOptions, rounds: u32) -> Result<Comparison> {
-    let mut ra = Vec::new();
-    let mut rb = Vec::new();
-    for round in 1..=rounds {
-        for (name, opts, out) in [("A", &a, &mut ra), ("B", &b, &mut rb)] {
+    let mut ra: Vec<Report> = Vec::new();
+    let mut rb: Vec<Report> = Vec::new();
+    'rounds: for round in 1..=rounds {
+        for (name, opts) in [("A", &a), ("B", &b)] {
             println!("-- round {round}/{rounds}: {name} = {}", opts.broker);
             let r = run(w, opts)?;
             print!("{}", r.table());
-            out.push(r);
+            if name == "A" {
+                ra.push(r)
+            } else {
+                rb.push(r)
+            }
+            if opts.interrupted.load(Relaxed) {
+                // Interrupted: compare only the rounds both brokers completed.
+                let n = ra.len().min(rb.len());
+                ra.truncate(n);
+                rb.truncate(n);
+                break 'rounds;
+            }
         }
     }
     let ratios = ratios(&ra, &rb);

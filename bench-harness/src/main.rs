@@ -1,6 +1,7 @@
 //! spate-bench: Kafka load generator. See `spate-bench --help` and docs/bench-harness.md.
 
 use clap::{Parser, Subcommand};
+use signal_hook::consts::SIGINT;
 use spate_bench::runner::{run, RunOptions};
 use spate_bench::sink::SinkOptions;
 use spate_bench::units::{parse_duration, parse_rate};
@@ -8,7 +9,8 @@ use spate_bench::workload::{Mode, Workload};
 use spate_bench::{chart, compare, sink, Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -135,6 +137,19 @@ fn pids(arg: &Option<String>, n: usize) -> Result<Vec<Option<u32>>> {
 
 fn cmd_run(args: RunArgs) -> Result<bool> {
     let w = load(&args)?;
+    // First Ctrl-C: finish the run early and report; a second one exits at once.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for (i, flag) in [interrupted.clone(), interrupted.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        let installed = if i == 0 {
+            signal_hook::flag::register_conditional_shutdown(SIGINT, 130, flag)
+        } else {
+            signal_hook::flag::register(SIGINT, flag)
+        };
+        installed.map_err(spate_bench::error::io_err("cannot handle Ctrl-C"))?;
+    }
     if let Some(pair) = &args.compare {
         let brokers: Vec<&str> = pair.split(',').map(str::trim).collect();
         let [a, b] = brokers[..] else {
@@ -147,6 +162,7 @@ fn cmd_run(args: RunArgs) -> Result<bool> {
             broker: broker.to_string(),
             broker_pid: pid,
             quiet: args.quiet,
+            interrupted: interrupted.clone(),
         };
         let c = compare::compare(&w, opts(a, p[0]), opts(b, p[1]), args.rounds.max(1))?;
         print!("{}", compare::table(&c, a, b));
@@ -183,6 +199,7 @@ fn cmd_run(args: RunArgs) -> Result<bool> {
         broker,
         broker_pid: pids(&args.broker_pid, 1)?[0],
         quiet: args.quiet,
+        interrupted,
     };
     let mut report = run(&w, &opts)?;
     if let Some(s) = &sink {

@@ -28,6 +28,8 @@ pub struct RunOptions {
     pub broker_pid: Option<u32>,
     /// Print no progress lines.
     pub quiet: bool,
+    /// Set (by Ctrl-C) to end every phase now and report what was measured so far.
+    pub interrupted: Arc<AtomicBool>,
 }
 
 type Producers = Vec<JoinHandle<Result<Vec<u64>>>>;
@@ -47,7 +49,7 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<Report> {
     let stats = Arc::new(Stats::default());
     let stop_producers = Arc::new(AtomicBool::new(false));
     let stop_consumers = Arc::new(AtomicBool::new(false));
-    let mut rep = Reporter::new(stats.clone(), w.mode, opts.quiet);
+    let mut rep = Reporter::new(stats.clone(), w.mode, opts.quiet, opts.interrupted.clone());
     let written: Vec<Vec<u64>>;
     let mut checkers = Vec::new();
     let (window, cpu): (Window, Option<f64>);
@@ -137,6 +139,7 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<Report> {
             rep.phase("backlog", Duration::MAX, &|| {
                 producers.iter().all(|p| p.is_finished())
             });
+            stop_producers.store(true, Relaxed); // only matters when interrupted
             written = join_producers(producers, &stats);
             let after = list_offsets(&slots, -1)?;
             let m = Measure::start(&stats, opts.broker_pid)?;
@@ -358,6 +361,7 @@ impl Measure {
 /// Turns the shared counters into one sample per second, and keeps the measured
 /// histograms.
 struct Reporter {
+    interrupted: Arc<AtomicBool>,
     stats: Arc<Stats>,
     mode: Mode,
     quiet: bool,
@@ -371,9 +375,10 @@ struct Reporter {
 }
 
 impl Reporter {
-    fn new(stats: Arc<Stats>, mode: Mode, quiet: bool) -> Reporter {
+    fn new(stats: Arc<Stats>, mode: Mode, quiet: bool, interrupted: Arc<AtomicBool>) -> Reporter {
         let now = Instant::now();
         Reporter {
+            interrupted,
             last: stats.counters(),
             stats,
             mode,
@@ -426,7 +431,7 @@ impl Reporter {
         let mut next_tick = start + Duration::from_secs(1);
         loop {
             let now = Instant::now();
-            if end.is_some_and(|e| now >= e) || done() {
+            if end.is_some_and(|e| now >= e) || done() || self.interrupted.load(Relaxed) {
                 break;
             }
             if now >= next_tick {

@@ -4,7 +4,8 @@
 use spate_bench::runner::{run, RunOptions};
 use spate_bench::sink::{self, Fault, SinkOptions};
 use spate_bench::workload::Workload;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
 
 fn produce(extra: &str, n: u64) -> (u64, spate_bench::report::Report) {
     let sink = sink::start("127.0.0.1:0").unwrap();
@@ -31,6 +32,7 @@ duration: 60s
             broker: sink.addr.to_string(),
             broker_pid: None,
             quiet: true,
+            ..Default::default()
         },
     )
     .unwrap()
@@ -87,6 +89,7 @@ fn unreachable_broker_is_an_error_not_a_hang() {
             broker: format!("127.0.0.1:{port}"),
             broker_pid: None,
             quiet: true,
+            ..Default::default()
         },
     )
     .unwrap_err();
@@ -144,6 +147,7 @@ duration: 60s
             broker: sink.addr.to_string(),
             broker_pid: None,
             quiet: true,
+            ..Default::default()
         },
     )
     .unwrap()
@@ -195,4 +199,48 @@ fn a_duplicated_batch_is_reported() {
     let check = r.check.unwrap();
     assert_eq!(check.duplicates, per_batch(), "{check:?}");
     assert_eq!((check.lost, check.reordered), (0, 0));
+}
+
+#[test]
+fn an_interrupted_run_stops_and_reports() {
+    let sink = sink::start_with(
+        "127.0.0.1:0",
+        SinkOptions {
+            retain: true,
+            fault: None,
+        },
+    )
+    .unwrap();
+    // A backlog far too large to finish: only the interruption can end this run.
+    let w = Workload::parse(
+        "
+name: interrupted
+mode: catch-up
+topics: [{name: i, partitions: 2}]
+record: {size: 100}
+consumers: {count: 1}
+backlog: 100GB
+duration: 1h
+",
+    )
+    .unwrap();
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    let trigger = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        flag.store(true, Relaxed);
+    });
+    let report = run(
+        &w,
+        &RunOptions {
+            broker: sink.addr.to_string(),
+            quiet: true,
+            interrupted,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    trigger.join().unwrap();
+    assert_eq!(report.mode, "CatchUp");
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
 }
