@@ -2,7 +2,9 @@
 //! (`BufferedFile::read_at` + `write_all`, the path without zero copy) and by
 //! `zero_copy::splice_to_socket`, one glommio executor, one reader thread that discards.
 //!
-//! cargo run --release -p spate-net --example zero_copy_bench [-- FILE_MIB [ROUNDS]]
+//! cargo run --release -p spate-net --example zero_copy_bench [-- FILE_MIB [ROUNDS [FILTER]]]
+//!
+//! FILTER keeps only the runs whose name contains it, e.g. "splice 16".
 //!
 //! Prints, per method, throughput, the process CPU time (all threads, including the reader
 //! and io_uring workers) per GiB sent, and wall time per call.
@@ -77,6 +79,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let file_mib: usize = args.next().map_or(1024, |a| a.parse().expect("FILE_MIB"));
     let rounds: usize = args.next().map_or(3, |a| a.parse().expect("ROUNDS"));
+    let filter = args.next().unwrap_or_default();
     let len = file_mib << 20;
 
     let dir = tempfile::tempdir().unwrap();
@@ -110,6 +113,9 @@ fn main() {
                         if zero_copy { "splice" } else { "copy" },
                         chunk >> 10
                     );
+                    if !method.contains(&filter) {
+                        continue;
+                    }
                     let len = if SMALL.contains(&chunk) { len / 10 } else { len };
                     let (mut stream, reader) = connect().await;
                     let (cpu, start) = (cpu_time(), Instant::now());
