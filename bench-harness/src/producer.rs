@@ -30,6 +30,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Records generated per loop turn at max rate, between checks of the stop flag and clock.
 const MAX_RATE_CHUNK: u64 = 256;
+/// Most records a rate-limited producer generates between checks of the stop flag.
+const MAX_CATCH_UP: u64 = 16 * 1024;
 /// Shortest sleep of a rate-limited producer between bursts of due records.
 const MIN_SLEEP: Duration = Duration::from_micros(100);
 
@@ -215,7 +217,10 @@ impl Producer {
             let now = now_ns();
             let due = match self.cfg.rate {
                 None => MAX_RATE_CHUNK,
-                Some(r) => (((now - t0) as f64 * r / 1e9) as u64).saturating_sub(generated),
+                // Behind schedule, catch up in bounded steps so `stop` is still seen.
+                Some(r) => (((now - t0) as f64 * r / 1e9) as u64)
+                    .saturating_sub(generated)
+                    .min(MAX_CATCH_UP),
             }
             .min(limit - generated);
             for _ in 0..due {
@@ -236,7 +241,7 @@ impl Producer {
                     })
                     .collect();
                 self.flush(&ready)?;
-                let next_due = t0 + ((generated + 1) as f64 * 1e9 / r) as u64;
+                let next_due = t0 + (generated as f64 * 1e9 / r) as u64;
                 let linger_due = self
                     .pending
                     .iter()
