@@ -226,7 +226,9 @@ fn cmd_run(args: RunArgs) -> Result<bool> {
         };
         write(path, &body)?;
     }
-    Ok(report.check.as_ref().is_none_or(|c| c.is_clean()) && report.failed_msgs == 0)
+    Ok(report.check.as_ref().is_none_or(|c| c.is_clean())
+        && report.failed_msgs == 0
+        && report.errors.is_empty())
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
