@@ -8,8 +8,7 @@
 //! reaper only runs while ops are in flight, so an idle shard has nothing pending on it.
 //!
 //! IORING_OP_SPLICE always runs in io_uring's worker threads (io-wq), never inline, so a splice
-//! that has to wait (slow consumer on a blocking socket, page-cache miss) parks a kernel worker,
-//! not the shard.
+//! that has to wait (a page-cache miss) parks a kernel worker, not the shard.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

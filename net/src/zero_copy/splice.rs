@@ -16,11 +16,11 @@ use super::ring;
 /// and the shard's executor never blocks: the splices run in io_uring worker threads and their
 /// completions are awaited through glommio.
 ///
-/// Works with blocking sockets (glommio's `TcpStream` is one: it sends with `MSG_DONTWAIT`, so
-/// the fd itself stays blocking) and with non-blocking ones. With a blocking socket a slow
-/// consumer parks one io_uring worker thread until the socket drains; making the socket
-/// non-blocking (`O_NONBLOCK`, harmless for glommio for the same reason) instead returns EAGAIN
-/// from the kernel, which this function answers by polling for POLLOUT, so no worker waits.
+/// Switches the socket to `O_NONBLOCK` if it is not already. glommio's `TcpStream` leaves its
+/// fd blocking (it passes `MSG_DONTWAIT` to every send and recv, and polls through its ring),
+/// so the flag changes nothing for glommio; for splice it means a consumer that stops reading
+/// costs one pending POLLOUT poll on the ring instead of an io_uring worker thread blocked in
+/// the socket for as long as the consumer stays stuck.
 ///
 /// The caller must
 /// - have written out everything it buffered for this socket before calling (a `BufWriter` or
@@ -54,6 +54,7 @@ pub async fn splice_to_socket(
                 format!("file range {position}+{len} is past the largest file offset"),
             )
         })?;
+    set_nonblocking(socket_fd)?;
     let ring = ring::current()?;
     let _permit = ring.admit().await?;
     let pipe = Rc::new(pipe::take()?);
@@ -138,6 +139,20 @@ pub async fn splice_to_socket(
     Ok(())
 }
 
+fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_GETFL / F_SETFL read and set the flags of an fd and touch no memory of ours.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if flags & libc::O_NONBLOCK == 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Waits until a non-blocking socket can take more bytes (or has failed: the next splice then
 /// returns the error).
 async fn wait_writable(ring: &Rc<ring::Ring>, socket_fd: RawFd, pipe: &Rc<Pipe>) -> io::Result<()> {
@@ -161,6 +176,7 @@ mod tests {
     use std::thread;
     use std::time::Duration;
 
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
     use glommio::net::{TcpListener, TcpStream};
     use glommio::{LocalExecutorBuilder, Placement};
 
@@ -241,17 +257,37 @@ mod tests {
     }
 
     #[test]
-    fn glommio_sockets_are_blocking() {
-        // Documents why splices to them may park an io_uring worker (see splice_to_socket).
-        run(async {
-            let (stream, reader) = connect_pair(read_all).await;
+    fn glommio_still_reads_and_writes_a_socket_made_nonblocking() {
+        let (file, data) = pattern_file(4 << 20);
+        let got = run(async move {
+            let (mut stream, reader) = connect_pair(|mut socket| {
+                let mut got = vec![0u8; 4 << 20];
+                socket.read_exact(&mut got).unwrap();
+                // Give glommio's read something to wait for.
+                thread::sleep(Duration::from_millis(10));
+                socket.write_all(b"ping").unwrap();
+                let mut pong = Vec::new();
+                socket.read_to_end(&mut pong).unwrap();
+                assert_eq!(pong, b"pong");
+                got
+            })
+            .await;
             // SAFETY: F_GETFL reads the flags of an open fd and touches no memory of ours.
-            let flags = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_GETFL) };
-            assert_eq!(flags & libc::O_NONBLOCK, 0);
+            let flags = || unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_GETFL) };
+            assert_eq!(flags() & libc::O_NONBLOCK, 0, "glommio's sockets start blocking");
+            splice_to_socket(stream.as_raw_fd(), file.as_file().as_raw_fd(), 0, 4 << 20)
+                .await
+                .unwrap();
+            assert_ne!(flags() & libc::O_NONBLOCK, 0);
+            let mut ping = [0u8; 4];
+            stream.read_exact(&mut ping).await.unwrap();
+            assert_eq!(&ping, b"ping");
+            stream.write_all(b"pong").await.unwrap();
             // A plain drop leaves the close to the executor; the client needs its EOF now.
             stream.shutdown(std::net::Shutdown::Write).await.unwrap();
-            reader.join().unwrap();
+            reader.join().unwrap()
         });
+        assert!(got == data, "bytes differ");
     }
 
     #[test]
@@ -352,7 +388,7 @@ mod tests {
     }
 
     #[test]
-    fn concurrent_transfers_on_one_shard_and_nonblocking_sockets() {
+    fn concurrent_transfers_on_one_shard() {
         let (file, data) = pattern_file(24 << 20);
         let file = Rc::new(file);
         let results = run(async move {
@@ -361,17 +397,6 @@ mod tests {
                 let file = file.clone();
                 tasks.push(glommio::spawn_local(async move {
                     let (stream, reader) = connect_pair(read_all).await;
-                    if i == 0 {
-                        // SAFETY: F_GETFL/F_SETFL change flags of an open fd, no memory.
-                        unsafe {
-                            let flags = libc::fcntl(stream.as_raw_fd(), libc::F_GETFL);
-                            libc::fcntl(
-                                stream.as_raw_fd(),
-                                libc::F_SETFL,
-                                flags | libc::O_NONBLOCK,
-                            );
-                        }
-                    }
                     let position = i * (8 << 20);
                     splice_to_socket(
                         stream.as_raw_fd(),
