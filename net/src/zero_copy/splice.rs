@@ -146,7 +146,9 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
         if flags < 0 {
             return Err(io::Error::last_os_error());
         }
-        if flags & libc::O_NONBLOCK == 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+        if flags & libc::O_NONBLOCK == 0
+            && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0
+        {
             return Err(io::Error::last_os_error());
         }
     }
@@ -274,7 +276,11 @@ mod tests {
             .await;
             // SAFETY: F_GETFL reads the flags of an open fd and touches no memory of ours.
             let flags = || unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_GETFL) };
-            assert_eq!(flags() & libc::O_NONBLOCK, 0, "glommio's sockets start blocking");
+            assert_eq!(
+                flags() & libc::O_NONBLOCK,
+                0,
+                "glommio's sockets start blocking"
+            );
             splice_to_socket(stream.as_raw_fd(), file.as_file().as_raw_fd(), 0, 4 << 20)
                 .await
                 .unwrap();
