@@ -6,8 +6,9 @@
 //!
 //! FILTER keeps only the runs whose name contains it, e.g. "splice 16".
 //!
-//! Prints, per method, throughput, the process CPU time (all threads, including the reader
-//! and io_uring workers) per GiB sent, and wall time per call.
+//! Prints, per method: throughput; CPU time per GiB sent, of the whole process and of the
+//! sending side alone (the process minus the reader thread, so it includes io_uring's worker
+//! threads); wall time per call.
 
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -25,28 +26,32 @@ const CHUNK: usize = 1 << 20;
 /// these runs send a tenth of the file, since per-call cost is what they show.
 const SMALL: [usize; 3] = [16 << 10, 64 << 10, 256 << 10];
 
-fn cpu_time() -> Duration {
+/// CPU time (user + system) of the process (`libc::RUSAGE_SELF`) or the calling thread
+/// (`libc::RUSAGE_THREAD`).
+fn cpu_time(who: libc::c_int) -> Duration {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage writes one rusage into the pointer it is given.
     let usage = unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        libc::getrusage(who, usage.as_mut_ptr());
         usage.assume_init()
     };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
-/// Accepts one client thread that reads and discards until EOF, returning what it read.
-async fn connect() -> (TcpStream, std::thread::JoinHandle<u64>) {
+/// Accepts one client thread that reads and discards until EOF, returning how many bytes it
+/// read and the CPU time it spent.
+async fn connect() -> (TcpStream, std::thread::JoinHandle<(u64, Duration)>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let reader = std::thread::spawn(move || {
         let mut socket = std::net::TcpStream::connect(addr).unwrap();
         let mut buf = vec![0u8; 1 << 20];
         let mut total = 0u64;
+        let cpu = cpu_time(libc::RUSAGE_THREAD);
         loop {
             match socket.read(&mut buf).unwrap() {
-                0 => return total,
+                0 => return (total, cpu_time(libc::RUSAGE_THREAD) - cpu),
                 n => total += n as u64,
             }
         }
@@ -118,22 +123,23 @@ fn main() {
                     }
                     let len = if SMALL.contains(&chunk) { len / 10 } else { len };
                     let (mut stream, reader) = connect().await;
-                    let (cpu, start) = (cpu_time(), Instant::now());
+                    let (cpu, start) = (cpu_time(libc::RUSAGE_SELF), Instant::now());
                     if zero_copy {
                         splice(&file, &stream, len, chunk).await;
                     } else {
                         copy(&file, &mut stream, len, chunk).await;
                     }
                     stream.shutdown(std::net::Shutdown::Write).await.unwrap();
-                    let got = reader.join().unwrap();
-                    let (wall, cpu) = (start.elapsed(), cpu_time() - cpu);
+                    let (got, reader_cpu) = reader.join().unwrap();
+                    let (wall, cpu) = (start.elapsed(), cpu_time(libc::RUSAGE_SELF) - cpu);
                     assert_eq!(got, len as u64);
                     let gib = len as f64 / (1u64 << 30) as f64;
                     let calls = len.div_ceil(chunk) as f64;
                     println!(
-                        "round {round} {method:>26}: {:6.2} GiB/s, {:5.2} CPU-s/GiB, {:7.1} us/call",
+                        "round {round} {method:>22}: {:5.2} GiB/s, CPU-s/GiB {:4.2} all, {:4.2} sender; {:7.1} us/call",
                         gib / wall.as_secs_f64(),
                         cpu.as_secs_f64() / gib,
+                        cpu.saturating_sub(reader_cpu).as_secs_f64() / gib,
                         wall.as_secs_f64() * 1e6 / calls,
                     );
                 }
