@@ -7,7 +7,8 @@
 //!
 //! `cargo run --release -p spate-log --example log_bench -- [DIR] [--quick]`
 //! DIR defaults to ./log-bench-data (created, and emptied afterwards); it must be on the
-//! disk under test. `--quick` shrinks every volume 16x (a smoke run).
+//! disk under test. `--quick` shrinks every volume 16x (a smoke run). `--only TEXT` runs
+//! just the append cases whose name contains TEXT (for profiling), without `dd`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,13 +27,19 @@ const RUNS: usize = 3;
 fn main() {
     let mut dir = PathBuf::from("log-bench-data");
     let mut scale = 1;
-    for arg in std::env::args().skip(1) {
+    let mut only = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => scale = 16,
+            "--only" => only = args.next(),
             other => dir = PathBuf::from(other),
         }
     }
     std::fs::create_dir_all(&dir).expect("create bench dir");
+    if only.is_some() {
+        return run_only(dir, scale, only);
+    }
     let dd_bytes = 2048 * MIB / scale;
     println!("dir: {}", dir.canonicalize().unwrap().display());
     let dd_sync = median(|| dd(&dir, dd_bytes, true));
@@ -46,18 +53,27 @@ fn main() {
         dd_bytes / MIB
     );
 
+    run_only(dir, scale, None);
+}
+
+fn run_only(dir: PathBuf, scale: usize, only: Option<String>) {
     let bench_dir = dir.clone();
     LocalExecutorBuilder::new(Placement::Unbound)
         .io_memory(512 * KIB)
-        .spawn(move || async move { run_log_cases(&bench_dir, scale).await })
+        .spawn(move || async move { run_log_cases(&bench_dir, scale, only).await })
         .expect("spawn executor")
         .join()
         .expect("bench executor");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-async fn run_log_cases(dir: &Path, scale: usize) {
-    let cases = [
+async fn run_log_cases(dir: &Path, scale: usize, only: Option<String>) {
+    if only.is_none() {
+        // First, before other cases leave freed memory in the allocator.
+        idle_memory(&dir.join("idle"), 1000).await;
+    }
+    // (name, batch bytes, bytes to append, flush.messages, concurrent appenders)
+    let cases: [(&str, usize, usize, Option<u64>, usize); 9] = [
         (
             "16 KiB batches, flush never, 1 appender",
             16 * KIB,
@@ -73,11 +89,25 @@ async fn run_log_cases(dir: &Path, scale: usize) {
             16,
         ),
         (
+            "16 KiB batches, flush never, 64 appenders",
+            16 * KIB,
+            2048 * MIB,
+            None,
+            64,
+        ),
+        (
             "1 MiB batches, flush never, 1 appender",
             MIB,
             2048 * MIB,
             None,
             1,
+        ),
+        (
+            "1 MiB batches, flush never, 4 appenders",
+            MIB,
+            2048 * MIB,
+            None,
+            4,
         ),
         (
             "16 KiB batches, flush every batch, 1 appender",
@@ -100,8 +130,21 @@ async fn run_log_cases(dir: &Path, scale: usize) {
             Some(1),
             1,
         ),
+        (
+            "1 MiB batches, flush every batch, 4 appenders",
+            MIB,
+            512 * MIB,
+            Some(1),
+            4,
+        ),
     ];
     for (name, batch_len, total, flush, appenders) in cases {
+        if only
+            .as_ref()
+            .is_some_and(|only| !name.contains(only.as_str()))
+        {
+            continue;
+        }
         let total = total / scale;
         let mut runs = Vec::new();
         let mut read_runs = Vec::new();
@@ -114,7 +157,7 @@ async fn run_log_cases(dir: &Path, scale: usize) {
             let log = open(&path, config).await;
             let (bytes, elapsed) = append_all(&log, batch_len, total, appenders).await;
             runs.push(mb_per_s(bytes, elapsed));
-            if flush.is_none() && batch_len == MIB {
+            if flush.is_none() && batch_len == MIB && appenders == 1 {
                 let start = Instant::now();
                 let read = read_all(&log).await;
                 assert_eq!(read as usize, bytes);
@@ -135,6 +178,9 @@ async fn run_log_cases(dir: &Path, scale: usize) {
                 median_of(read_runs)
             );
         }
+    }
+    if only.is_some() {
+        return;
     }
     for segments in [1usize, 1000] {
         let mut medians = Vec::new();
@@ -247,6 +293,35 @@ async fn lookup_latency(path: &Path, segments: usize, scale: usize) -> (f64, f64
         latencies[latencies.len() / 2],
         latencies[latencies.len() * 99 / 100],
     )
+}
+
+/// Resident memory added by `count` open, idle partitions holding one small batch each.
+async fn idle_memory(dir: &Path, count: usize) {
+    let before = rss_kib();
+    let mut logs = Vec::with_capacity(count);
+    for i in 0..count {
+        let log = open(&dir.join(format!("p-{i}")), LogConfig::default()).await;
+        log.append(one_batch(KIB), 0).await.expect("append");
+        logs.push(log);
+    }
+    let after = rss_kib();
+    println!(
+        "{count} idle partitions (open, one 1 KiB batch each): +{} MiB resident ({:.1} KiB each)",
+        (after - before) / 1024,
+        (after - before) as f64 / count as f64
+    );
+    for log in logs {
+        log.delete().await.expect("delete");
+    }
+}
+
+fn rss_kib() -> i64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
 }
 
 /// Runs `dd` writing `bytes` into a file in `dir` and returns its speed in MB/s.

@@ -509,29 +509,24 @@ impl PartitionLog {
             (active.file.clone(), active.size)
         };
         let mut run = run;
-        let buf: Vec<u8> = if run.len() == 1 {
-            Vec::from(std::mem::take(&mut run[0].bytes))
-        } else {
-            let total: usize = run.iter().map(|s| s.bytes.len()).sum();
-            let mut buf = Vec::with_capacity(total);
-            for item in &run {
-                buf.extend_from_slice(&item.bytes);
+        let total: u64 = run.iter().map(Staged::len).sum();
+        let mut at = position;
+        for buf in write_chunks(&mut run) {
+            let len = buf.len() as u64;
+            self.stats.set(LogStats {
+                writes: self.stats.get().writes + 1,
+                ..self.stats.get()
+            });
+            if let Err(e) = file.write_all_at(buf, at).await {
+                if let Err(cut) = file.truncate(position).await {
+                    self.state.borrow_mut().unusable = Some(format!(
+                        "write failed ({e}) and cutting it back failed ({cut})"
+                    ));
+                }
+                unwritten.extend(run);
+                return Err(e);
             }
-            buf
-        };
-        let total = buf.len() as u64;
-        self.stats.set(LogStats {
-            writes: self.stats.get().writes + 1,
-            ..self.stats.get()
-        });
-        if let Err(e) = file.write_all_at(buf, position).await {
-            if let Err(cut) = file.truncate(position).await {
-                self.state.borrow_mut().unusable = Some(format!(
-                    "write failed ({e}) and cutting it back failed ({cut})"
-                ));
-            }
-            unwritten.extend(run);
-            return Err(e);
+            at += len;
         }
         let now = self.clock.now_ms();
         let mut st = self.state.borrow_mut();
@@ -1014,6 +1009,35 @@ impl PartitionLog {
         // Unlinking is metadata work; the segments' open handles keep in-flight reads valid.
         std::fs::remove_dir_all(&self.dir).map_err(|e| LogError::io(&self.dir, e))
     }
+}
+
+/// Appends at least this large are written from their own buffer; smaller ones are copied
+/// together into one, so a burst of small appends costs one write, while large ones are
+/// not copied again (a copy of a large buffer costs more than the extra write).
+const COALESCE_BELOW: usize = 256 * 1024;
+
+/// The buffers to write for a run of staged appends, in order. Takes the appends' bytes.
+fn write_chunks(run: &mut [Staged]) -> Vec<Vec<u8>> {
+    if let [only] = run {
+        return vec![Vec::from(std::mem::take(&mut only.bytes))];
+    }
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    let mut small: Vec<u8> = Vec::new();
+    for item in run.iter_mut() {
+        let bytes = std::mem::take(&mut item.bytes);
+        if bytes.len() >= COALESCE_BELOW {
+            if !small.is_empty() {
+                chunks.push(std::mem::take(&mut small));
+            }
+            chunks.push(Vec::from(bytes));
+        } else {
+            small.extend_from_slice(&bytes);
+        }
+    }
+    if !small.is_empty() {
+        chunks.push(small);
+    }
+    chunks
 }
 
 /// The first record of an uncompressed batch with a timestamp >= `ts`: (offset, timestamp).

@@ -177,3 +177,36 @@ fn high_watermark_is_clamped_and_survives_close() {
         assert!(!dir.path().exists());
     });
 }
+
+#[test]
+fn concurrent_large_and_small_appends_keep_their_order() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Rc::new(ManualClock::new(0));
+        let log = open(dir.path(), LogConfig::default(), &clock).await;
+        // Sizes straddle the point where appends stop being copied together.
+        let sizes = [100, 300_000, 50, 70, 400_000, 10, 262_144, 20];
+        let tasks: Vec<_> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| {
+                let log = log.clone();
+                glommio::spawn_local(async move {
+                    log.append(batch(0, 1, len, i as u64), 0).await.unwrap()
+                })
+            })
+            .collect();
+        for (i, task) in tasks.into_iter().enumerate() {
+            assert_eq!(task.await.base_offset, i as i64);
+        }
+        let read = read_all(&log, 0).await;
+        assert_eq!(read.len(), sizes.len());
+        for (i, (_, _, bytes)) in read.iter().enumerate() {
+            assert_eq!(
+                strip_patched(bytes),
+                strip_patched(&batch(0, 1, sizes[i], i as u64))
+            );
+        }
+        assert!(log.stats().writes < sizes.len() as u64, "{:?}", log.stats());
+    });
+}
