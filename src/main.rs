@@ -9,6 +9,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+
+mod lazy_alloc;
+
+#[global_allocator]
+static ALLOCATOR: lazy_alloc::LazyHugeAlloc = lazy_alloc::LazyHugeAlloc;
 use spate_core::config::BrokerConfig;
 
 #[derive(Parser)]

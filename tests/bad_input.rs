@@ -57,6 +57,28 @@ fn malformed_frames_close_the_connection() {
 }
 
 #[test]
+fn arrays_claiming_billions_of_elements_do_not_exhaust_memory() {
+    let broker = Broker::start(1, &[]);
+    // Metadata v1: the topics array says 2^31-1 entries, then the frame ends.
+    let mut v1 = header(3, 1);
+    v1.put_i32(i32::MAX);
+    // Metadata v12 (flexible): a compact array of 2^32-2 entries (varint 0xffff_ffff).
+    let mut v12 = BytesMut::new();
+    v12.put_i16(3);
+    v12.put_i16(12);
+    v12.put_i32(7);
+    v12.put_i16(-1); // null client id
+    v12.put_u8(0); // no tagged fields
+    v12.put_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    for body in [v1, v12] {
+        let mut client = broker.client();
+        client.send_raw(&frame_of(&body));
+        assert!(client.is_closed());
+        assert_serving(&broker);
+    }
+}
+
+#[test]
 fn a_truncated_frame_is_dropped_when_the_client_goes_away() {
     let broker = Broker::start(1, &[]);
     let mut client = broker.client();
