@@ -92,8 +92,7 @@ unsafe impl GlobalAlloc for LazyHugeAlloc {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
+    // The binary's global allocator is this one, in its unit tests too.
     #[test]
     fn a_huge_capacity_is_address_space_only() {
         // 256 GiB: more than the machine has; only the pages touched are committed.
