@@ -98,6 +98,11 @@ fn list_offsets_finds_earliest_latest_and_by_time() {
     };
     assert_eq!(list(&mut client, -2), 0);
     assert_eq!(list(&mut client, -1), 3);
+    assert_eq!(list(&mut client, -4), 0, "earliest local is the log start");
+    assert!(
+        (0..3).contains(&list(&mut client, -3)),
+        "max timestamp names a record"
+    );
     // build_batch stamps every record of a batch with its base timestamp.
     assert_eq!(list(&mut client, common::BATCH_TIMESTAMP), 0);
     assert_eq!(list(&mut client, i64::MAX), -1);

@@ -16,6 +16,10 @@ use crate::notify::Notify;
 const EARLIEST_TIMESTAMP: i64 = -2;
 const LATEST_TIMESTAMP: i64 = -1;
 const MAX_TIMESTAMP: i64 = -3;
+/// The first offset kept on this broker's disk: with no tiered storage, the log start.
+const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
+/// The last offset in tiered storage: there is none, so no offset.
+const LATEST_TIERED_TIMESTAMP: i64 = -5;
 
 /// Spate is single-replica for now: every partition is led at epoch 0.
 pub const LEADER_EPOCH: i32 = 0;
@@ -99,7 +103,7 @@ impl Partition {
     pub async fn list_offset(&self, timestamp: i64) -> Result<Option<ListedOffset>, ResponseError> {
         let log = &self.log;
         let listed = match timestamp {
-            EARLIEST_TIMESTAMP => Some(ListedOffset {
+            EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => Some(ListedOffset {
                 timestamp: -1,
                 offset: log.log_start_offset(),
             }),
@@ -107,6 +111,7 @@ impl Partition {
                 timestamp: -1,
                 offset: log.high_watermark(),
             }),
+            LATEST_TIERED_TIMESTAMP => None,
             MAX_TIMESTAMP => {
                 let (timestamp, offset) = log.max_timestamp();
                 (offset >= 0).then_some(ListedOffset { timestamp, offset })
