@@ -107,3 +107,44 @@ fn list_offsets_finds_earliest_latest_and_by_time() {
     assert_eq!(list(&mut client, common::BATCH_TIMESTAMP), 0);
     assert_eq!(list(&mut client, i64::MAX), -1);
 }
+
+#[test]
+fn fetch_limits_hold_but_the_first_batch_always_comes_whole() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    let broker = Broker::start(1, &[]);
+    let mut client = broker.client();
+    client.create_topic("limits", 2);
+    for p in 0..2 {
+        for _ in 0..3 {
+            client.produce("limits", p, batch(&["0123456789"; 4]));
+        }
+    }
+    let fetch = |client: &mut common::Client, max_bytes: i32, partition_max_bytes: i32| {
+        let partitions = (0..2)
+            .map(|p| {
+                FetchPartition::default()
+                    .with_partition(p)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(partition_max_bytes)
+            })
+            .collect();
+        let request = fetch_request("limits", 0, 0, 0)
+            .with_max_bytes(max_bytes)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(common::topic_name("limits"))
+                .with_partitions(partitions)]);
+        let response = client.send(&request, 12);
+        response.responses[0]
+            .partitions
+            .iter()
+            .map(|p| batches_in(p.records.as_ref().unwrap()).len())
+            .collect::<Vec<_>>()
+    };
+    // Everything fits.
+    assert_eq!(fetch(&mut client, 1 << 20, 1 << 20), vec![3, 3]);
+    // One byte per partition: each partition's first batch would overflow. Only the very
+    // first batch of the response comes anyway; later partitions get nothing.
+    assert_eq!(fetch(&mut client, 1 << 20, 1), vec![1, 0]);
+    // One byte for the whole response: the first batch only.
+    assert_eq!(fetch(&mut client, 1, 1 << 20), vec![1, 0]);
+}
