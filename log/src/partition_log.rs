@@ -261,6 +261,23 @@ impl State {
             .expect("a log always has a segment")
     }
 
+    /// Queues batches whose offsets are set for the writer; offsets are taken now.
+    fn stage(&mut self, bytes: BytesMut, batches: Vec<BatchMeta>, outcome: Outcome) -> AppendInfo {
+        let info = AppendInfo {
+            base_offset: batches[0].base_offset,
+            last_offset: batches[batches.len() - 1].last_offset,
+            max_timestamp: batches.iter().map(|b| b.max_timestamp).max().unwrap_or(-1),
+            log_start_offset: self.log_start,
+        };
+        self.next_offset = info.last_offset + 1;
+        self.staged.push(Staged {
+            bytes,
+            batches,
+            outcome,
+        });
+        info
+    }
+
     fn check_usable(&self, dir: &Path) -> Result<(), LogError> {
         match &self.unusable {
             Some(reason) => Err(LogError::Unusable {
@@ -313,17 +330,7 @@ impl PartitionLog {
         mut batches: BytesMut,
         leader_epoch: i32,
     ) -> Result<AppendInfo, LogError> {
-        let mut headers = Vec::new();
-        for item in record_batch::split(&batches) {
-            let (pos, _, bytes) = item?;
-            headers.push((pos, record_batch::validate(bytes)?));
-        }
-        if headers.is_empty() {
-            return Err(LogError::Batch(BatchError::Truncated {
-                needed: record_batch::BATCH_HEADER_LEN,
-                found: 0,
-            }));
-        }
+        let headers = validate_all(&batches)?;
         let outcome = Outcome::default();
         let info = {
             let mut st = self.state.borrow_mut();
@@ -331,7 +338,6 @@ impl PartitionLog {
             let base_offset = st.next_offset;
             let mut next = base_offset;
             let mut metas = Vec::with_capacity(headers.len());
-            let mut max_timestamp = -1;
             for (pos, mut header) in headers {
                 let bytes = &mut batches[pos..];
                 record_batch::set_base_offset(bytes, next);
@@ -339,22 +345,47 @@ impl PartitionLog {
                 header.base_offset = next;
                 header.partition_leader_epoch = leader_epoch;
                 metas.push(BatchMeta::of(&header));
-                max_timestamp = max_timestamp.max(header.max_timestamp);
                 next = header.last_offset() + 1;
             }
-            st.next_offset = next;
-            st.staged.push(Staged {
-                bytes: batches,
-                batches: metas,
-                outcome: outcome.clone(),
-            });
-            AppendInfo {
-                base_offset,
-                last_offset: next - 1,
-                max_timestamp,
-                log_start_offset: st.log_start,
-            }
+            st.stage(batches, metas, outcome.clone())
         };
+        self.write_and_wait(info, outcome).await
+    }
+
+    /// A follower's append: the batches keep the offsets and leader epochs the leader gave
+    /// them. They must continue the log exactly (first offset = log end, each batch right
+    /// after the previous); otherwise `OffsetOutOfRange`, and the follower must truncate or
+    /// refetch. The leader-epoch cache learns the epochs the batches carry.
+    pub async fn append_as_follower(&self, batches: BytesMut) -> Result<AppendInfo, LogError> {
+        let headers = validate_all(&batches)?;
+        let outcome = Outcome::default();
+        let info = {
+            let mut st = self.state.borrow_mut();
+            st.check_usable(&self.dir)?;
+            let mut next = st.next_offset;
+            let mut metas = Vec::with_capacity(headers.len());
+            for (_, header) in &headers {
+                if header.base_offset != next {
+                    return Err(LogError::OffsetOutOfRange {
+                        offset: header.base_offset,
+                        log_start: st.log_start,
+                        log_end: next,
+                    });
+                }
+                metas.push(BatchMeta::of(header));
+                next = header.last_offset() + 1;
+            }
+            st.stage(batches, metas, outcome.clone())
+        };
+        self.write_and_wait(info, outcome).await
+    }
+
+    /// Writes (or waits for the writer to write) a staged append.
+    async fn write_and_wait(
+        &self,
+        info: AppendInfo,
+        outcome: Outcome,
+    ) -> Result<AppendInfo, LogError> {
         if !self.writer_running.replace(true) {
             // No writer: this append writes itself (and whatever else is staged) without
             // a task hop, then hands any appends staged meanwhile to a writer task.
@@ -1009,6 +1040,22 @@ impl PartitionLog {
         // Unlinking is metadata work; the segments' open handles keep in-flight reads valid.
         std::fs::remove_dir_all(&self.dir).map_err(|e| LogError::io(&self.dir, e))
     }
+}
+
+/// Checks every batch of an append (framing, CRC, count); any bad one rejects them all.
+fn validate_all(batches: &[u8]) -> Result<Vec<(usize, record_batch::BatchHeader)>, LogError> {
+    let mut headers = Vec::new();
+    for item in record_batch::split(batches) {
+        let (pos, _, bytes) = item?;
+        headers.push((pos, record_batch::validate(bytes)?));
+    }
+    if headers.is_empty() {
+        return Err(LogError::Batch(BatchError::Truncated {
+            needed: record_batch::BATCH_HEADER_LEN,
+            found: 0,
+        }));
+    }
+    Ok(headers)
 }
 
 /// Appends at least this large are written from their own buffer; smaller ones are copied

@@ -210,3 +210,52 @@ fn concurrent_large_and_small_appends_keep_their_order() {
         assert!(log.stats().writes < sizes.len() as u64, "{:?}", log.stats());
     });
 }
+
+#[test]
+fn a_follower_append_keeps_the_leaders_offsets_and_epochs() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Rc::new(ManualClock::new(0));
+        let leader = open(&dir.path().join("leader"), LogConfig::default(), &clock).await;
+        let follower = open(&dir.path().join("follower"), LogConfig::default(), &clock).await;
+        for (i, epoch) in [(0u64, 1), (1, 1), (2, 3)] {
+            leader.append(batch(0, 2, 10, i), epoch).await.unwrap();
+        }
+        let slice = leader.read(0, 1 << 20, i64::MAX, true).await.unwrap();
+        let bytes = slice.file.read_at(slice.position, slice.len).await.unwrap();
+        let info = follower
+            .append_as_follower(bytes::BytesMut::from(&bytes[..]))
+            .await
+            .unwrap();
+        assert_eq!((info.base_offset, info.last_offset), (0, 5));
+        assert_eq!(follower.end_offset_for_epoch(1), Some((1, 4)));
+        assert_eq!(follower.latest_epoch(), Some(3));
+        let copied = read_all(&follower, 0).await;
+        assert_eq!(copied.concat_bytes(), bytes);
+        // Not continuing the log: refused, nothing written.
+        let again = follower
+            .append_as_follower(bytes::BytesMut::from(&bytes[..]))
+            .await;
+        assert!(matches!(
+            again,
+            Err(LogError::OffsetOutOfRange {
+                offset: 0,
+                log_end: 6,
+                ..
+            })
+        ));
+        assert_eq!(follower.log_end_offset(), 6);
+    });
+}
+
+trait ConcatBytes {
+    fn concat_bytes(&self) -> Vec<u8>;
+}
+
+impl ConcatBytes for Vec<(i64, i64, Vec<u8>)> {
+    fn concat_bytes(&self) -> Vec<u8> {
+        self.iter()
+            .flat_map(|(_, _, b)| b.iter().copied())
+            .collect()
+    }
+}
