@@ -259,3 +259,42 @@ impl ConcatBytes for Vec<(i64, i64, Vec<u8>)> {
             .collect()
     }
 }
+
+#[test]
+fn the_flush_policy_decides_when_appends_fsync() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Rc::new(ManualClock::new(0));
+        let by_count = LogConfig {
+            flush_messages: Some(3),
+            ..LogConfig::default()
+        };
+        let log = open(&dir.path().join("count"), by_count, &clock).await;
+        log.append(batch(0, 1, 10, 0), 0).await.unwrap();
+        log.append(batch(0, 1, 10, 1), 0).await.unwrap();
+        assert_eq!((log.recovery_point(), log.stats().log_syncs), (0, 0));
+        log.append(batch(0, 1, 10, 2), 0).await.unwrap();
+        assert_eq!((log.recovery_point(), log.stats().log_syncs), (3, 1));
+
+        let by_time = LogConfig {
+            flush_ms: Some(1_000),
+            ..LogConfig::default()
+        };
+        let log = open(&dir.path().join("time"), by_time, &clock).await;
+        log.append(batch(0, 1, 10, 0), 0).await.unwrap();
+        clock.advance(999);
+        log.append(batch(0, 1, 10, 1), 0).await.unwrap();
+        assert_eq!(log.recovery_point(), 0);
+        clock.advance(1);
+        log.append(batch(0, 1, 10, 2), 0).await.unwrap();
+        assert_eq!(log.recovery_point(), 3);
+
+        let never = open(&dir.path().join("never"), LogConfig::default(), &clock).await;
+        for i in 0..5 {
+            never.append(batch(0, 1, 10, i), 0).await.unwrap();
+        }
+        assert_eq!((never.recovery_point(), never.stats().log_syncs), (0, 0));
+        never.flush().await.unwrap();
+        assert_eq!(never.recovery_point(), 5);
+    });
+}
