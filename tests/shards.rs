@@ -92,3 +92,57 @@ fn long_polls_on_partitions_of_both_shards_wake_on_append() {
         assert_eq!(batches_in(data.records.as_ref().unwrap()), vec![(0, 1)]);
     }
 }
+
+#[test]
+fn one_produce_spanning_both_shards_answers_every_partition_in_order() {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::ProduceRequest;
+    let broker = Broker::start(2, &[]);
+    let mut client = broker.client();
+    client.create_topic("wide", PARTITIONS);
+    let partitions = |indexes: &[i32]| {
+        indexes
+            .iter()
+            .map(|&p| {
+                PartitionProduceData::default()
+                    .with_index(p)
+                    .with_records(Some(batch(&["a", "b"])))
+            })
+            .collect::<Vec<_>>()
+    };
+    // Reversed order, an out-of-range partition in the middle, then an unknown topic.
+    let mut indexes: Vec<i32> = (0..PARTITIONS).rev().collect();
+    indexes.insert(3, PARTITIONS);
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(common::topic_name("wide"))
+                .with_partition_data(partitions(&indexes)),
+            TopicProduceData::default()
+                .with_name(common::topic_name("missing"))
+                .with_partition_data(partitions(&[0])),
+        ]);
+    let response = client.send(&request, 9);
+    let wide = &response.responses[0].partition_responses;
+    let got: Vec<(i32, i16, i64)> = wide
+        .iter()
+        .map(|p| (p.index, p.error_code, p.base_offset))
+        .collect();
+    let expected: Vec<(i32, i16, i64)> = indexes
+        .iter()
+        .map(|&p| {
+            if p == PARTITIONS {
+                (p, 3, -1)
+            } else {
+                (p, 0, 0)
+            }
+        })
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(response.responses[1].partition_responses[0].error_code, 3);
+    for p in 0..PARTITIONS {
+        assert_eq!(client.fetch("wide", p, 0, 0).high_watermark, 2);
+    }
+}

@@ -18,7 +18,7 @@ pub mod topic_config;
 pub mod topics;
 
 pub use messages::{
-    ListedOffset, NewTopic, PartitionOffsets, ProduceResult, ReadBatch, ReadRequest, ReadResult,
-    TopicError, WaitRequest,
+    AppendRequest, ListedOffset, NewTopic, PartitionOffsets, ProduceResult, ReadBatch, ReadRequest,
+    ReadResult, TopicError, WaitRequest,
 };
 pub use shard::{Records, Shard};

@@ -26,6 +26,14 @@ pub struct TopicError {
     pub message: String,
 }
 
+/// One partition's records from a Produce request: one or more v2 batches, as sent.
+#[derive(Debug, Clone)]
+pub struct AppendRequest {
+    pub topic: String,
+    pub partition: i32,
+    pub records: Bytes,
+}
+
 /// Where an append landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProduceResult {
@@ -81,11 +89,7 @@ pub struct ListedOffset {
 }
 
 pub(crate) enum Request {
-    Produce {
-        topic: String,
-        partition: i32,
-        records: Bytes,
-    },
+    Produce(Vec<AppendRequest>),
     Read(ReadBatch),
     Wait {
         partitions: Vec<WaitRequest>,
@@ -107,7 +111,7 @@ pub(crate) enum Request {
 }
 
 pub(crate) enum Reply {
-    Produce(Result<ProduceResult, ResponseError>),
+    Produce(Vec<Result<ProduceResult, ResponseError>>),
     Read(Vec<ReadResult<Bytes>>),
     Waited,
     ListOffset(Result<Option<ListedOffset>, ResponseError>),

@@ -10,15 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::{select_all, FutureExt, LocalBoxFuture};
+use futures_util::future::{join_all, select_all, FutureExt, LocalBoxFuture};
 use glommio::channels::shared_channel::ConnectedReceiver;
 use kafka_protocol::ResponseError;
 use spate_core::config::BrokerConfig;
 use spate_log::{Clock, PartitionLog, ReadSlice, SystemClock};
 
 use crate::messages::{
-    ListedOffset, NewTopic, ProduceResult, ReadBatch, ReadResult, Reply, Request, TopicError,
-    WaitRequest,
+    AppendRequest, ListedOffset, NewTopic, ProduceResult, ReadBatch, ReadResult, Reply, Request,
+    TopicError, WaitRequest,
 };
 use crate::notify::Notify;
 use crate::partition::{read_slice_to_bytes, Partition};
@@ -168,28 +168,21 @@ impl Shard {
         next
     }
 
-    /// Appends `records` (one or more v2 batches) to a partition.
-    pub async fn produce(
+    /// Appends to partitions that shard `owner` owns, concurrently (so their writes share
+    /// group commits): one message to that shard however many of its partitions a Produce
+    /// names. One result per append, in order.
+    pub async fn produce_batch(
         &self,
-        topic: &str,
-        partition: i32,
-        records: Bytes,
-    ) -> Result<ProduceResult, ResponseError> {
-        let owner = self.owner_of(topic, partition);
+        owner: usize,
+        appends: Vec<AppendRequest>,
+    ) -> Vec<Result<ProduceResult, ResponseError>> {
         if owner == self.id {
-            return match self.partition(topic, partition) {
-                Some(p) => p.produce(records).await,
-                None => Err(ResponseError::UnknownTopicOrPartition),
-            };
+            return self.produce_local(appends).await;
         }
-        let request = Request::Produce {
-            topic: topic.to_string(),
-            partition,
-            records,
-        };
-        match self.call(owner, request).await {
-            Some(Reply::Produce(result)) => result,
-            _ => Err(ResponseError::NotLeaderOrFollower),
+        let count = appends.len();
+        match self.call(owner, Request::Produce(appends)).await {
+            Some(Reply::Produce(results)) => results,
+            _ => vec![Err(ResponseError::NotLeaderOrFollower); count],
         }
     }
 
@@ -377,14 +370,7 @@ impl Shard {
 
     async fn handle(&self, request: Request) -> Reply {
         match request {
-            Request::Produce {
-                topic,
-                partition,
-                records,
-            } => Reply::Produce(match self.partition(&topic, partition) {
-                Some(p) => p.produce(records).await,
-                None => Err(ResponseError::UnknownTopicOrPartition),
-            }),
+            Request::Produce(appends) => Reply::Produce(self.produce_local(appends).await),
             Request::Read(batch) => Reply::Read(self.read_for_peer(batch).await),
             Request::Wait {
                 partitions,
@@ -413,6 +399,19 @@ impl Shard {
                 Reply::Applied
             }
         }
+    }
+
+    async fn produce_local(
+        &self,
+        appends: Vec<AppendRequest>,
+    ) -> Vec<Result<ProduceResult, ResponseError>> {
+        join_all(appends.into_iter().map(|a| async move {
+            match self.partition(&a.topic, a.partition) {
+                Some(p) => p.produce(a.records).await,
+                None => Err(ResponseError::UnknownTopicOrPartition),
+            }
+        }))
+        .await
     }
 
     async fn read_local(&self, batch: ReadBatch) -> Vec<ReadResult<ReadSlice>> {

@@ -3,12 +3,13 @@
 //! `acks=0` gets no response; `acks=1` and `acks=all` (one replica) answer after the append
 //! has moved the high watermark.
 
-use bytes::Bytes;
+use std::collections::BTreeMap;
+
 use futures_util::future::join_all;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
-use spate_shard::ProduceResult;
+use spate_shard::{AppendRequest, ProduceResult};
 
 use super::Context;
 
@@ -22,48 +23,71 @@ const LOG_START_OFFSET_VERSION: i16 = 5;
 
 /// Returns `None` for `acks=0`: Kafka sends no response then.
 pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceResponse> {
-    let acks_valid = matches!(request.acks, ACKS_NONE | ACKS_LEADER | ACKS_ALL);
+    let acks = request.acks;
+    let acks_valid = matches!(acks, ACKS_NONE | ACKS_LEADER | ACKS_ALL);
+    let table = ctx.shard.topics();
+    // One slot per partition in request order; the appends go to their owners grouped, one
+    // message per owner shard, all owners at once.
+    let mut results: Vec<Result<ProduceResult, ResponseError>> = Vec::new();
+    let mut by_owner: BTreeMap<usize, (Vec<usize>, Vec<AppendRequest>)> = BTreeMap::new();
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
-        let known = ctx.shard.topics().get(&name).map(|t| t.partitions);
-        let partitions = topic.partition_data.into_iter().map(|p| {
-            let name = name.clone();
-            async move {
-                let result = match (acks_valid, known, p.records) {
-                    (false, _, _) => Err(ResponseError::InvalidRequiredAcks),
-                    (_, Some(count), Some(records)) if p.index >= 0 && p.index < count => {
-                        append(ctx, &name, p.index, records).await
-                    }
-                    (_, Some(count), None) if p.index >= 0 && p.index < count => {
-                        Err(ResponseError::CorruptMessage)
-                    }
-                    _ => Err(ResponseError::UnknownTopicOrPartition),
-                };
-                partition_response(p.index, result, ctx.version())
-            }
+        let known = table.get(&name).map(|t| t.partitions);
+        let mut indexes = Vec::with_capacity(topic.partition_data.len());
+        for p in topic.partition_data {
+            let slot = results.len();
+            indexes.push((slot, p.index));
+            results.push(match (acks_valid, known, p.records) {
+                (false, _, _) => Err(ResponseError::InvalidRequiredAcks),
+                (_, Some(count), _) if p.index < 0 || p.index >= count => {
+                    Err(ResponseError::UnknownTopicOrPartition)
+                }
+                (_, None, _) => Err(ResponseError::UnknownTopicOrPartition),
+                (_, Some(_), Some(records)) if !records.is_empty() => {
+                    let owner = ctx.shard.owner_of(&name, p.index);
+                    let group = by_owner.entry(owner).or_default();
+                    group.0.push(slot);
+                    group.1.push(AppendRequest {
+                        topic: name.clone(),
+                        partition: p.index,
+                        records,
+                    });
+                    // Replaced by the append's outcome below.
+                    Err(ResponseError::UnknownServerError)
+                }
+                (_, Some(_), _) => Err(ResponseError::CorruptMessage),
+            });
+        }
+        topics.push((topic.name, topic.topic_id, indexes));
+    }
+    let appends = by_owner
+        .into_iter()
+        .map(|(owner, (slots, appends))| async move {
+            (slots, ctx.shard.produce_batch(owner, appends).await)
         });
-        let partition_responses = join_all(partitions).await;
-        topics.push(
+    for (slots, outcomes) in join_all(appends).await {
+        for (slot, outcome) in slots.into_iter().zip(outcomes) {
+            results[slot] = outcome;
+        }
+    }
+    if acks == ACKS_NONE {
+        return None;
+    }
+    let responses = topics
+        .into_iter()
+        .map(|(name, topic_id, indexes)| {
+            let partitions = indexes
+                .into_iter()
+                .map(|(slot, index)| partition_response(index, results[slot], ctx.version()))
+                .collect();
             TopicProduceResponse::default()
-                .with_name(topic.name)
-                .with_topic_id(topic.topic_id)
-                .with_partition_responses(partition_responses),
-        );
-    }
-    (request.acks != ACKS_NONE).then(|| ProduceResponse::default().with_responses(topics))
-}
-
-async fn append(
-    ctx: &Context,
-    topic: &str,
-    partition: i32,
-    records: Bytes,
-) -> Result<ProduceResult, ResponseError> {
-    if records.is_empty() {
-        return Err(ResponseError::CorruptMessage);
-    }
-    ctx.shard.produce(topic, partition, records).await
+                .with_name(name)
+                .with_topic_id(topic_id)
+                .with_partition_responses(partitions)
+        })
+        .collect();
+    Some(ProduceResponse::default().with_responses(responses))
 }
 
 fn partition_response(
