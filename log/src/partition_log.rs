@@ -4,10 +4,15 @@
 //!
 //! Concurrency: everything runs on one executor, and every method takes `&self`. State sits
 //! in a `RefCell` that is never borrowed across an `.await`. Appends stage their bytes (with
-//! offsets already assigned, so the log order is the staging order) and then queue on a
-//! one-permit semaphore; whoever holds it writes everything staged so far in one `write_at`
-//! (and one fsync if the flush policy says so), then marks all those appends done. Readers
-//! only ever see bytes whose write has completed.
+//! offsets already assigned, so the log order is the staging order) and wait; one writer
+//! task writes everything staged so far in one `write_at` (and one fsync if the flush policy
+//! says so), marks all those appends done, and goes again while more is staged. Operations
+//! that rewrite segments (truncation, retention, close) take the same one-permit lock as
+//! the writer. Readers only ever see bytes whose write has completed.
+//!
+//! Cancellation: `append`, `read` and the lookups may be dropped at any await (the write
+//! goes on in the writer task). `truncate_to`, `delete_before`, `enforce_retention`,
+//! `flush`, `close` and `delete` must be run to completion, as Kafka's are.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -75,7 +80,7 @@ pub struct PartitionLog {
     /// rewrite segments (truncation, retention, close), so they never race a write.
     pub(crate) write_lock: Semaphore,
     stats: Cell<LogStats>,
-    /// Whether an append or the writer task (see `spawn_writer`) is writing staged appends.
+    /// Whether the writer task (see `ensure_writer`) is running.
     writer_running: Cell<bool>,
     /// Serializes checkpoint file writes.
     checkpoint_lock: Semaphore,
@@ -380,22 +385,17 @@ impl PartitionLog {
         self.write_and_wait(info, outcome).await
     }
 
-    /// Writes (or waits for the writer to write) a staged append.
+    /// Waits for the writer task to write a staged append (starting it if needed).
+    ///
+    /// The write itself always runs in the writer task, never in the appender's future: a
+    /// caller that gives up (drops the future, e.g. on a timeout) cannot leave a write half
+    /// done or other appenders waiting. The append is then still written, just not awaited.
     async fn write_and_wait(
         &self,
         info: AppendInfo,
         outcome: Outcome,
     ) -> Result<AppendInfo, LogError> {
-        if !self.writer_running.replace(true) {
-            // No writer: this append writes itself (and whatever else is staged) without
-            // a task hop, then hands any appends staged meanwhile to a writer task.
-            self.write_round().await;
-            if self.state.borrow().staged.is_empty() {
-                self.writer_running.set(false);
-            } else {
-                self.spawn_writer();
-            }
-        }
+        self.ensure_writer();
         match outcome.wait().await {
             Ok(()) => Ok(AppendInfo {
                 log_start_offset: self.log_start_offset(),
@@ -405,11 +405,14 @@ impl PartitionLog {
         }
     }
 
-    /// Runs the writer task, which writes whatever is staged again and again until nothing
-    /// is: appends staged while a write (or fsync) is in flight all go out together in the
-    /// next one. That is the group commit, and it does not depend on how fairly tasks are
-    /// woken. Caller has set `writer_running`.
-    fn spawn_writer(&self) {
+    /// Starts the writer task unless it is running. It writes whatever is staged again and
+    /// again until nothing is: appends staged while a write (or fsync) is in flight all go
+    /// out together in the next one. That is the group commit, and it does not depend on
+    /// how fairly tasks are woken.
+    fn ensure_writer(&self) {
+        if self.writer_running.replace(true) {
+            return;
+        }
         let Some(me) = self.me.upgrade() else {
             self.writer_running.set(false);
             return;

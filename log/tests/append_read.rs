@@ -298,3 +298,36 @@ fn the_flush_policy_decides_when_appends_fsync() {
         assert_eq!(never.recovery_point(), 5);
     });
 }
+
+#[test]
+fn an_append_given_up_on_is_still_written_and_the_log_keeps_working() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Rc::new(ManualClock::new(0));
+        let log = open(dir.path(), LogConfig::default(), &clock).await;
+        let first = {
+            let log = log.clone();
+            glommio::spawn_local(async move { log.append(batch(0, 2, 10, 0), 0).await })
+        };
+        let second = {
+            let log = log.clone();
+            glommio::spawn_local(async move { log.append(batch(0, 3, 10, 1), 0).await })
+        };
+        // Let both stage (offsets assigned), then give up on the first, most likely while
+        // it waits for the write (either way the outcome below is the same).
+        glommio::executor().yield_now().await;
+        let _ = first.cancel().await;
+        assert_eq!(second.await.unwrap().base_offset, 2);
+        assert_eq!(log.log_end_offset(), 5);
+        assert_eq!(
+            log.append(batch(0, 1, 10, 2), 0).await.unwrap().base_offset,
+            5
+        );
+        let read = read_all(&log, 0).await;
+        assert_eq!(read.len(), 3);
+        assert_eq!(
+            strip_patched(&read[0].2),
+            strip_patched(&batch(0, 2, 10, 0))
+        );
+    });
+}
