@@ -10,7 +10,8 @@ use glommio::{LocalExecutorBuilder, Placement};
 use spate_core::config::BrokerConfig;
 
 use crate::router::mesh;
-use crate::shard::Shard;
+use crate::shard::{Shard, CONTROLLER_SHARD};
+use crate::topics::scan_log_dir;
 
 /// Messages in flight from one shard to another before a sender waits. Not yet a
 /// `BrokerConfig` key (the config schema is owned elsewhere); a request only waits here when
@@ -35,18 +36,32 @@ where
     Fut: Future<Output = Result<(), String>> + 'static,
 {
     let count = shard_count(&config);
+    // Read before any shard starts, so a bad log dir stops start-up with nothing running.
+    let topics = scan_log_dir(&config.log_dir)
+        .map_err(|e| format!("cannot read the log dir {}: {e}", config.log_dir.display()))?;
+    tracing::info!(
+        topics = topics.len(),
+        "loaded topics from {}",
+        config.log_dir.display()
+    );
+    let mut topics = Some(Arc::new(topics));
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let mut handles = Vec::with_capacity(count);
     for (id, links) in mesh(count, SHARD_QUEUE_DEPTH).into_iter().enumerate() {
         let config = config.clone();
         let serve = serve.clone();
+        let initial_topics = if id == CONTROLLER_SHARD {
+            topics.take()
+        } else {
+            None
+        };
         let builder = LocalExecutorBuilder::new(Placement::Fixed(id % cores))
             .name(&format!("spate-shard-{id}"))
             .io_memory(config.io_memory_bytes)
             .spin_before_park(Duration::from_micros(config.spin_before_park_us));
         let handle = builder
             .spawn(move || async move {
-                let shard = Shard::start(id, count, config, links).await?;
+                let shard = Shard::start(id, count, config, links, initial_topics).await;
                 let served = serve(shard.clone()).await;
                 shard.close().await;
                 served

@@ -25,7 +25,7 @@ use crate::partition::{read_slice_to_bytes, Partition};
 use crate::placement::owner_shard;
 use crate::router::{Body, Envelope, Links, Router};
 use crate::topic_config::topic_settings;
-use crate::topics::{partition_dir, scan_log_dir, TopicInfo, TopicTable};
+use crate::topics::{partition_dir, TopicInfo, TopicTable};
 
 /// The shard that owns the topic table (the single broker's controller).
 pub const CONTROLLER_SHARD: usize = 0;
@@ -77,14 +77,15 @@ pub struct Shard {
 
 impl Shard {
     /// Connects the shard to its peers, starts serving their requests, and returns once the
-    /// topic table is loaded (from disk, by the controller shard) and this shard's
-    /// partitions are open.
+    /// topic table is installed and this shard's partitions are open. The controller shard
+    /// gets the table read from disk (`initial_topics`) and publishes it to the others.
     pub async fn start(
         id: usize,
         count: usize,
         config: Arc<BrokerConfig>,
         links: Links,
-    ) -> Result<Rc<Shard>, String> {
+        initial_topics: Option<Arc<TopicTable>>,
+    ) -> Rc<Shard> {
         let (router, receivers) = Router::connect(id, links).await;
         let shard = Rc::new(Shard {
             id,
@@ -105,19 +106,8 @@ impl Shard {
         for (_, receiver) in receivers {
             glommio::spawn_local(shard.clone().serve_peer(receiver)).detach();
         }
-        if id == CONTROLLER_SHARD {
-            let table = scan_log_dir(&shard.config.log_dir).map_err(|e| {
-                format!(
-                    "cannot read the log dir {}: {e}",
-                    shard.config.log_dir.display()
-                )
-            })?;
-            tracing::info!(
-                topics = table.len(),
-                "loaded topics from {}",
-                shard.config.log_dir.display()
-            );
-            shard.publish(Arc::new(table)).await;
+        if let Some(table) = initial_topics {
+            shard.publish(table).await;
         }
         while !shard.ready.get() {
             let seen = shard.table_applied.version();
@@ -128,7 +118,7 @@ impl Shard {
         }
         glommio::spawn_local(shard.clone().retention_loop()).detach();
         glommio::spawn_local(shard.clone().flush_loop()).detach();
-        Ok(shard)
+        shard
     }
 
     pub fn id(&self) -> usize {

@@ -139,6 +139,40 @@ impl Drop for Broker {
     }
 }
 
+/// Runs `spate serve` with `args` (plus a free `--listen` port) where it is expected to
+/// refuse to start; returns its exit status and stderr. Fails the test if it keeps running.
+pub fn serve_expecting_exit(args: &[&str]) -> (ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_spate"))
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start spate");
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("spate kept running with {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status, stderr)
+}
+
 /// A port nothing listens on. Never the same twice in one test process: the broker binds
 /// with SO_REUSEPORT, so two brokers given one port would both listen on it.
 fn free_port() -> u16 {
