@@ -106,6 +106,7 @@ impl PartitionLog {
             }
             let mut expected = files.peek().map_or(recovery_point, |(f, _)| f.base);
             let mut last_file: Option<(Rc<SegmentFile>, u64)> = None;
+            let mut scanned = Vec::new();
             while let Some((f, _)) = files.next() {
                 if f.base != expected {
                     if expected < recovery_point {
@@ -123,6 +124,7 @@ impl PartitionLog {
                     break;
                 }
                 let scan = scan_segment(&f.file, f.base, f.size, interval, now).await?;
+                scanned.push(f.base);
                 scanned_epochs.extend(scan.epochs);
                 let mut seg = scan.segment;
                 expected = seg.next_offset;
@@ -161,13 +163,28 @@ impl PartitionLog {
                 let file = Rc::new(SegmentFile::open(path, true).await?);
                 segments.insert(log_end, LogSegment::new(log_end, file, now));
             }
-            // What recovery kept is now the flushed log.
-            for seg in segments
-                .range(recovery_point.min(log_end)..)
+            // Scanned segments that are no longer active get the indexes the scan rebuilt, so
+            // that once trusted they never meet index files older than their data.
+            let active_base = *segments.keys().next_back().expect("checked non-empty");
+            for base in scanned.into_iter().filter(|&b| b != active_base) {
+                if let Some(seg) = segments.get_mut(&base) {
+                    seg.seal_time_index();
+                    let (index, time) = (seg.offset_index.to_bytes(), seg.time_index.to_bytes());
+                    segment::write_index_files(dir, base, index, time).await?;
+                }
+            }
+            // What recovery kept is now the flushed log: sync every segment from the one
+            // holding the old recovery point on.
+            let from = segments
+                .range(..=recovery_point)
+                .next_back()
+                .map_or(i64::MIN, |(&base, _)| base);
+            let unsynced: Vec<_> = segments
+                .range(from..)
                 .map(|(_, s)| s.file.clone())
-                .collect::<Vec<_>>()
-            {
-                seg.sync().await?;
+                .collect();
+            for file in unsynced {
+                file.sync().await?;
             }
         }
 
