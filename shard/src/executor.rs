@@ -18,6 +18,31 @@ use crate::topics::scan_log_dir;
 /// its peer is this far behind.
 pub const SHARD_QUEUE_DEPTH: usize = 1024;
 
+/// The CPUs this process may run on, from `Cpus_allowed_list` in /proc/self/status
+/// (e.g. `0-3,8`); empty when it cannot be read.
+fn allowed_cpus() -> Vec<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let Some(list) = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+    else {
+        return Vec::new();
+    };
+    parse_cpu_list(list.trim()).unwrap_or_default()
+}
+
+/// Parses the kernel's CPU list format: comma-separated ids and inclusive ranges.
+fn parse_cpu_list(list: &str) -> Option<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in list.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((from, to)) => cpus.extend(from.parse::<usize>().ok()?..=to.parse().ok()?),
+            None => cpus.push(part.parse().ok()?),
+        }
+    }
+    Some(cpus)
+}
+
 /// The shard count to run: `config.shards`, or one per available core when it is 0.
 pub fn shard_count(config: &BrokerConfig) -> usize {
     if config.shards > 0 {
@@ -45,7 +70,7 @@ where
         config.log_dir.display()
     );
     let mut topics = Some(Arc::new(topics));
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let cpus = allowed_cpus();
     let mut handles = Vec::with_capacity(count);
     for (id, links) in mesh(count, SHARD_QUEUE_DEPTH).into_iter().enumerate() {
         let config = config.clone();
@@ -55,7 +80,13 @@ where
         } else {
             None
         };
-        let builder = LocalExecutorBuilder::new(Placement::Fixed(id % cores))
+        // Pin to the CPUs this process may run on (a container or taskset may allow only
+        // some), round robin; without that list, let the kernel place the shard.
+        let placement = match cpus.get(id % cpus.len().max(1)) {
+            Some(cpu) => Placement::Fixed(*cpu),
+            None => Placement::Unbound,
+        };
+        let builder = LocalExecutorBuilder::new(placement)
             .name(&format!("spate-shard-{id}"))
             .io_memory(config.io_memory_bytes)
             .spin_before_park(Duration::from_micros(config.spin_before_park_us));
@@ -81,4 +112,17 @@ where
         }
     }
     first_error.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_parse_like_the_kernel_writes_them() {
+        assert_eq!(parse_cpu_list("0-3,8"), Some(vec![0, 1, 2, 3, 8]));
+        assert_eq!(parse_cpu_list("5"), Some(vec![5]));
+        assert_eq!(parse_cpu_list("x"), None);
+        assert!(!allowed_cpus().is_empty());
+    }
 }
