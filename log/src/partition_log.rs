@@ -29,6 +29,7 @@ use crate::clock::Clock;
 use crate::config::LogConfig;
 use crate::error::LogError;
 use crate::leader_epoch::{self, LeaderEpochCache};
+use crate::recovery;
 use crate::segment::{self, BatchMeta, HeaderReader, LogSegment, SegmentFile};
 
 /// What an append did.
@@ -797,6 +798,7 @@ impl PartitionLog {
         }
         let mut key = self.state.borrow().floor_segment(offset);
         loop {
+            self.ensure_indexes(key).await?;
             let (file, size, next_offset, hint, chunk) = {
                 let st = self.state.borrow();
                 let Some(seg) = st.segments.get(&key) else {
@@ -877,6 +879,32 @@ impl PartitionLog {
         }
     }
 
+    /// Loads the indexes of the segment at `base` if they are not in memory yet.
+    pub(crate) async fn ensure_indexes(&self, base: i64) -> Result<(), LogError> {
+        let (file, size, next, interval) = {
+            let st = self.state.borrow();
+            match st.segments.get(&base) {
+                Some(seg) if !seg.indexes_loaded => (
+                    seg.file.clone(),
+                    seg.size,
+                    seg.next_offset,
+                    st.config.index_interval_bytes,
+                ),
+                _ => return Ok(()),
+            }
+        };
+        let now = self.clock.now_ms();
+        let (offset_index, time_index) =
+            recovery::load_indexes(&self.dir, &file, base, size, next, interval, now).await?;
+        let mut st = self.state.borrow_mut();
+        if let Some(seg) = st.segments.get_mut(&base) {
+            if !seg.indexes_loaded {
+                seg.set_indexes(offset_index, time_index);
+            }
+        }
+        Ok(())
+    }
+
     fn empty_slice(&self) -> ReadSlice {
         let st = self.state.borrow();
         let active = st.active();
@@ -905,32 +933,41 @@ impl PartitionLog {
     /// timestamp. Segments are found by their largest timestamp (as Kafka does), then the
     /// time index narrows the scan within the segment.
     pub async fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
-        let (file, size, hint, chunk, log_start) = {
+        let candidates: Vec<i64> = {
             let st = self.state.borrow();
-            let Some(seg) = st.segments.values().find(|s| s.max_timestamp >= ts) else {
-                return Ok(None);
-            };
-            let from = seg.time_index.lookup_before(ts).max(st.log_start);
-            (
-                seg.file.clone(),
-                seg.size,
-                seg.offset_index.lookup(from).1 as u64,
-                st.config.index_interval_bytes as usize + record_batch::BATCH_HEADER_LEN,
-                st.log_start,
-            )
+            st.segments
+                .values()
+                .filter(|s| s.max_timestamp >= ts && s.next_offset > st.log_start)
+                .map(|s| s.base_offset)
+                .collect()
         };
-        let mut reader = HeaderReader::new(&file, size, chunk);
-        let mut from = hint;
-        while let Some((pos, header)) = reader.find_timestamp(from, ts).await? {
-            if header.last_offset() >= log_start {
-                let batch = file.read_exact_at(pos, header.total_len()).await?;
-                if let Some((offset, found_ts)) = first_record_at_or_after(&batch, &header, ts) {
-                    if offset >= log_start {
-                        return Ok(Some((offset, found_ts)));
+        for base in candidates {
+            self.ensure_indexes(base).await?;
+            let (file, size, hint, chunk, log_start) = {
+                let st = self.state.borrow();
+                let Some(seg) = st.segments.get(&base) else {
+                    continue;
+                };
+                let from = seg.time_index.lookup_before(ts).max(st.log_start);
+                (
+                    seg.file.clone(),
+                    seg.size,
+                    seg.offset_index.lookup(from).1 as u64,
+                    st.config.index_interval_bytes as usize + record_batch::BATCH_HEADER_LEN,
+                    st.log_start,
+                )
+            };
+            let mut reader = HeaderReader::new(&file, size, chunk);
+            let mut from = hint;
+            while let Some((pos, header)) = reader.find_timestamp(from, ts).await? {
+                if header.last_offset() >= log_start {
+                    let batch = file.read_exact_at(pos, header.total_len()).await?;
+                    if let Some(found) = first_record_at_or_after(&batch, &header, ts, log_start) {
+                        return Ok(Some(found));
                     }
                 }
+                from = pos + header.total_len() as u64;
             }
-            from = pos + header.total_len() as u64;
         }
         Ok(None)
     }
@@ -1090,13 +1127,15 @@ fn write_chunks(run: &mut [Staged]) -> Vec<Vec<u8>> {
     chunks
 }
 
-/// The first record of an uncompressed batch with a timestamp >= `ts`: (offset, timestamp).
-/// Compressed batches are not decoded (the broker never decompresses): the batch's base
-/// offset and max timestamp stand for it, so a consumer may get a few earlier records.
+/// The first record of an uncompressed batch with a timestamp >= `ts` and an offset >=
+/// `min_offset` (the log start): (offset, timestamp). Compressed batches are not decoded
+/// (the broker never decompresses): their first offset and max timestamp stand for them, so
+/// a consumer may get a few earlier records.
 fn first_record_at_or_after(
     batch: &[u8],
     header: &record_batch::BatchHeader,
     ts: i64,
+    min_offset: i64,
 ) -> Option<(i64, i64)> {
     const COMPRESSION_MASK: i16 = 0x07;
     const LOG_APPEND_TIME: i16 = 0x08;
@@ -1104,7 +1143,7 @@ fn first_record_at_or_after(
         return None;
     }
     if header.attributes & (COMPRESSION_MASK | LOG_APPEND_TIME) != 0 {
-        return Some((header.base_offset, header.max_timestamp));
+        return Some((header.base_offset.max(min_offset), header.max_timestamp));
     }
     let mut pos = record_batch::BATCH_HEADER_LEN;
     for _ in 0..header.record_count {
@@ -1114,13 +1153,14 @@ fn first_record_at_or_after(
         let timestamp_delta = read_varint(batch, &mut pos)?;
         let offset_delta = read_varint(batch, &mut pos)?;
         let timestamp = header.base_timestamp + timestamp_delta;
-        if timestamp >= ts {
-            return Some((header.base_offset + offset_delta, timestamp));
+        let offset = header.base_offset + offset_delta;
+        if timestamp >= ts && offset >= min_offset {
+            return Some((offset, timestamp));
         }
         pos = record_end;
     }
     // Record timestamps disagree with the header's max: fall back to the batch.
-    Some((header.base_offset, header.max_timestamp))
+    Some((header.base_offset.max(min_offset), header.max_timestamp))
 }
 
 /// Zig-zag varint (Kafka's record fields).
@@ -1147,13 +1187,17 @@ mod tests {
         let header = record_batch::validate(&batch).unwrap();
         // build_batch gives every record the base timestamp.
         assert_eq!(
-            first_record_at_or_after(&batch, &header, 1_000),
+            first_record_at_or_after(&batch, &header, 1_000, 0),
             Some((0, 1_000))
         );
-        assert_eq!(first_record_at_or_after(&batch, &header, 1_001), None);
+        assert_eq!(first_record_at_or_after(&batch, &header, 1_001, 0), None);
         assert_eq!(
-            first_record_at_or_after(&batch, &header, 5),
+            first_record_at_or_after(&batch, &header, 5, 0),
             Some((0, 1_000))
+        );
+        assert_eq!(
+            first_record_at_or_after(&batch, &header, 5, 2),
+            Some((2, 1_000))
         );
     }
 }

@@ -24,7 +24,7 @@ use crate::leader_epoch::{self, LeaderEpochCache};
 use crate::offset_index::OffsetIndex;
 use crate::partition_log::{Checkpoint, PartitionLog, State};
 use crate::segment::{self, BatchMeta, LogSegment, SegmentFile};
-use crate::time_index::TimeIndex;
+use crate::time_index::{self, TimeIndex};
 
 /// Bytes read at a time when scanning a segment.
 const SCAN_CHUNK: u64 = 1 << 20;
@@ -88,8 +88,10 @@ impl PartitionLog {
             log_end = base;
         } else if let Some(marker) = marker.filter(|m| matches_files(m, &found)) {
             let nexts = next_bases(&found, marker.log_end);
+            let active_base = found.last().expect("checked non-empty").base;
             for (f, next) in found.into_iter().zip(nexts) {
-                let seg = load_segment(dir, f, next, interval, now).await?;
+                let eager = f.base == active_base;
+                let seg = load_segment(dir, f, next, eager, interval, now).await?;
                 segments.insert(seg.base_offset, seg);
             }
             log_end = marker.log_end;
@@ -100,8 +102,9 @@ impl PartitionLog {
             let nexts = next_bases(&found, i64::MAX);
             let mut files = found.into_iter().zip(nexts).peekable();
             // Segments wholly below the recovery point were flushed: trust their indexes.
+            // (The last segment always has a successor base of i64::MAX, so is never here.)
             while let Some((f, next)) = files.next_if(|(_, next)| *next <= recovery_point) {
-                let seg = load_segment(dir, f, next, interval, now).await?;
+                let seg = load_segment(dir, f, next, false, interval, now).await?;
                 segments.insert(seg.base_offset, seg);
             }
             let mut expected = files.peek().map_or(recovery_point, |(f, _)| f.base);
@@ -304,17 +307,49 @@ async fn read_epochs(dir: &Path) -> Result<LeaderEpochCache, LogError> {
     }
 }
 
-/// A segment below the recovery point (or of a cleanly closed log), ending at `next`: its
-/// indexes come from its index files, or are rebuilt by a scan if those are missing or
-/// inconsistent. A scan finding damage here is an error: this data was flushed.
+/// A segment below the recovery point (or of a cleanly closed log), ending at `next`. A
+/// sealed segment reads only the last entry of its time index (its largest timestamp, for
+/// retention and time lookups) and loads its indexes on first use, so an idle log's memory
+/// does not grow with its size. The active segment (`eager`) loads them now.
 async fn load_segment(
     dir: &Path,
     found: Found,
     next: i64,
+    eager: bool,
     interval: u32,
     now: i64,
 ) -> Result<LogSegment, LogError> {
     let Found { base, file, size } = found;
+    if !eager {
+        if let Some(largest) = read_largest_timestamp(dir, base, next).await? {
+            return Ok(LogSegment::unloaded(base, file, size, next, largest, now));
+        }
+    }
+    let (offset_index, time_index) =
+        load_indexes(dir, &file, base, size, next, interval, now).await?;
+    Ok(LogSegment::loaded(
+        base,
+        file,
+        size,
+        next,
+        offset_index,
+        time_index,
+        now,
+    ))
+}
+
+/// The indexes of a trusted segment ending at `next`, from its index files, or rebuilt by a
+/// scan if those are missing or inconsistent (and then written back). A scan finding damage
+/// is an error: this data was flushed.
+pub(crate) async fn load_indexes(
+    dir: &Path,
+    file: &Rc<SegmentFile>,
+    base: i64,
+    size: u64,
+    next: i64,
+    interval: u32,
+    now: i64,
+) -> Result<(OffsetIndex, TimeIndex), LogError> {
     let index_path = segment::file_path(dir, base, segment::INDEX_SUFFIX);
     let time_path = segment::file_path(dir, base, segment::TIME_INDEX_SUFFIX);
     let index = checkpoint::read(&index_path).await?;
@@ -324,44 +359,76 @@ async fn load_segment(
             .and_then(|i| TimeIndex::parse(base, &time, Some(next)).map(|t| (i, t))),
         _ => Err("missing".to_string()),
     };
-    match parsed {
-        Ok((offset_index, time_index)) => Ok(LogSegment::loaded(
-            base,
-            file,
-            size,
-            next,
-            offset_index,
-            time_index,
-            now,
-        )),
-        Err(reason) => {
-            tracing::info!(segment = %file.path().display(), "rebuilding indexes ({reason})");
-            let scan = scan_segment(&file, base, size, interval, now).await?;
-            if let Some((position, reason)) = scan.problem {
-                return Err(LogError::corrupt(file.path(), position, reason));
-            }
-            let mut seg = scan.segment;
-            if seg.next_offset != next {
-                return Err(LogError::corrupt(
-                    file.path(),
-                    seg.size,
-                    format!(
-                        "segment ends at offset {} but the log continues at {next}",
-                        seg.next_offset
-                    ),
-                ));
-            }
-            seg.seal_time_index();
-            segment::write_index_files(
-                dir,
-                base,
-                seg.offset_index.to_bytes(),
-                seg.time_index.to_bytes(),
-            )
-            .await?;
-            Ok(seg)
-        }
+    let reason = match parsed {
+        Ok(indexes) => return Ok(indexes),
+        Err(reason) => reason,
+    };
+    tracing::info!(segment = %file.path().display(), "rebuilding indexes ({reason})");
+    let scan = scan_segment(file, base, size, interval, now).await?;
+    if let Some((position, reason)) = scan.problem {
+        return Err(LogError::corrupt(file.path(), position, reason));
     }
+    let mut seg = scan.segment;
+    if seg.next_offset != next {
+        return Err(LogError::corrupt(
+            file.path(),
+            seg.size,
+            format!(
+                "segment ends at offset {} but the log continues at {next}",
+                seg.next_offset
+            ),
+        ));
+    }
+    seg.seal_time_index();
+    segment::write_index_files(
+        dir,
+        base,
+        seg.offset_index.to_bytes(),
+        seg.time_index.to_bytes(),
+    )
+    .await?;
+    Ok((seg.offset_index, seg.time_index))
+}
+
+/// The last entry of a segment's time index: Some(None) if the index is empty, None if the
+/// file is missing or malformed (the caller then loads, or rebuilds, the whole index).
+async fn read_largest_timestamp(
+    dir: &Path,
+    base: i64,
+    next: i64,
+) -> Result<Option<Option<(i64, i64)>>, LogError> {
+    let path = segment::file_path(dir, base, segment::TIME_INDEX_SUFFIX);
+    let file = match glommio::io::OpenOptions::new()
+        .read(true)
+        .buffered_open(&path)
+        .await
+    {
+        Ok(file) => file,
+        Err(e) => {
+            let e = std::io::Error::from(e);
+            return match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(None),
+                _ => Err(LogError::io(&path, e)),
+            };
+        }
+    };
+    let size = file.file_size().await.map_err(|e| LogError::io(&path, e))?;
+    let entry = time_index::ENTRY_LEN as u64;
+    let result = if size == 0 {
+        Some(None)
+    } else if size % entry != 0 {
+        None
+    } else {
+        let tail = file
+            .read_at(size - entry, entry as usize)
+            .await
+            .map_err(|e| LogError::io(&path, e))?;
+        TimeIndex::parse(base, &tail, Some(next))
+            .ok()
+            .map(|index| index.last())
+    };
+    file.close().await.map_err(|e| LogError::io(&path, e))?;
+    Ok(result)
 }
 
 /// Reads a whole segment, checking every batch (framing, CRC32C, contiguous offsets) and

@@ -133,9 +133,10 @@ impl PartitionLog {
         if offset < log_start {
             return self.truncate_fully(offset).await;
         }
+        let key = self.state.borrow().floor_segment(offset);
+        self.ensure_indexes(key).await?;
         let (key, file, size, hint, chunk) = {
             let st = self.state.borrow();
-            let key = st.floor_segment(offset);
             let seg = &st.segments[&key];
             (
                 key,

@@ -173,8 +173,11 @@ pub(crate) struct LogSegment {
     pub size: u64,
     /// The offset after the last batch (the base offset when empty).
     pub next_offset: i64,
+    /// Empty until loaded (`indexes_loaded`): sealed segments of a reopened log load them
+    /// on first use.
     pub offset_index: OffsetIndex,
     pub time_index: TimeIndex,
+    pub indexes_loaded: bool,
     bytes_since_index_entry: u64,
     /// Largest batch max timestamp so far, and the last offset of that batch (-1 if none).
     pub max_timestamp: i64,
@@ -196,6 +199,7 @@ impl LogSegment {
             next_offset: base_offset,
             offset_index: OffsetIndex::new(base_offset),
             time_index: TimeIndex::new(base_offset),
+            indexes_loaded: true,
             bytes_since_index_entry: 0,
             max_timestamp: -1,
             offset_of_max_timestamp: -1,
@@ -225,6 +229,39 @@ impl LogSegment {
             offset_of_max_timestamp,
             ..LogSegment::new(base_offset, file, now_ms)
         }
+    }
+
+    /// A sealed segment loaded from disk whose indexes are not read yet; `largest` is its
+    /// time index's last entry (largest timestamp, and its offset).
+    pub fn unloaded(
+        base_offset: i64,
+        file: std::rc::Rc<SegmentFile>,
+        size: u64,
+        next_offset: i64,
+        largest: Option<(i64, i64)>,
+        now_ms: i64,
+    ) -> LogSegment {
+        let (max_timestamp, offset_of_max_timestamp) = largest.unwrap_or((-1, -1));
+        LogSegment {
+            size,
+            next_offset,
+            max_timestamp,
+            offset_of_max_timestamp,
+            indexes_loaded: false,
+            ..LogSegment::new(base_offset, file, now_ms)
+        }
+    }
+
+    /// Installs indexes loaded (or rebuilt) on first use.
+    pub fn set_indexes(&mut self, offset_index: OffsetIndex, time_index: TimeIndex) {
+        if let Some((ts, offset)) = time_index.last() {
+            if ts > self.max_timestamp {
+                (self.max_timestamp, self.offset_of_max_timestamp) = (ts, offset);
+            }
+        }
+        self.offset_index = offset_index;
+        self.time_index = time_index;
+        self.indexes_loaded = true;
     }
 
     /// Accounts for a batch written at `position` (Kafka's `LogSegment.append`): the max
