@@ -590,7 +590,8 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Starts a new active segment at `base_offset`. The old one's indexes go to disk, and a
+    /// Starts a new active segment at `base_offset`. The old one's indexes go to disk (and
+    /// leave memory), and a
     /// background task fsyncs it and moves the recovery point past it, as Kafka does after
     /// a roll, so a crash never rescans more than the active segment even with flush=never.
     pub(crate) async fn roll(&self, base_offset: i64) -> Result<(), LogError> {
@@ -611,6 +612,11 @@ impl PartitionLog {
             let mut st = self.state.borrow_mut();
             let segment = LogSegment::new(base_offset, file, self.clock.now_ms());
             st.segments.insert(base_offset, segment);
+            // Its index files are written: drop the copy in memory until a read needs it,
+            // so memory holds the indexes of the active segment and of segments being read.
+            if let Some(old) = st.segments.get_mut(&old_base) {
+                old.unload_indexes();
+            }
             st.generation
         };
         let me = self.me.clone();

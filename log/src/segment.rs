@@ -264,6 +264,14 @@ impl LogSegment {
         self.indexes_loaded = true;
     }
 
+    /// Drops the in-memory indexes of a sealed segment whose index files are written; they
+    /// load again on first use.
+    pub fn unload_indexes(&mut self) {
+        self.offset_index = OffsetIndex::new(self.base_offset);
+        self.time_index = TimeIndex::new(self.base_offset);
+        self.indexes_loaded = false;
+    }
+
     /// Accounts for a batch written at `position` (Kafka's `LogSegment.append`): the max
     /// timestamp first, then an index entry if `index.interval.bytes` have passed.
     pub fn on_batch_written(&mut self, position: u64, batch: &BatchMeta, index_interval: u32) {
@@ -371,6 +379,9 @@ pub(crate) async fn write_index_files(
     Ok(())
 }
 
+/// Largest read of a header scan, whatever `index.interval.bytes` says.
+const MAX_HEADER_CHUNK: usize = 1 << 20;
+
 /// Reads batch headers of a segment file forward from a batch boundary, a chunk at a time,
 /// so a scan of many small batches costs one read, not one per batch.
 pub(crate) struct HeaderReader<'a> {
@@ -387,7 +398,7 @@ impl<'a> HeaderReader<'a> {
         HeaderReader {
             file,
             end,
-            chunk_size: chunk_size.max(BATCH_HEADER_LEN),
+            chunk_size: chunk_size.clamp(BATCH_HEADER_LEN, MAX_HEADER_CHUNK),
             chunk: Vec::new(),
             chunk_pos: 0,
         }
