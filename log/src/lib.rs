@@ -1,9 +1,17 @@
 //! spate-log: one partition's log on disk, stored exactly as Kafka stores it.
 //!
 //! It owns the segments (`NNNNNNNNNNNNNNNNNNNN.log` of v2 record batches), their sparse
-//! offset and time indexes, recovery after a crash, retention, the leader-epoch cache and
-//! the per-partition checkpoints (recovery point, high watermark, log start). No network, no
+//! offset and time indexes (`.index`, `.timeindex`), recovery after a crash, retention, the
+//! leader-epoch cache (`leader-epoch-checkpoint`) and the per-partition checkpoints
+//! (recovery point, high watermark, log start, clean-shutdown marker). No network, no
 //! shards: the broker holds one `Rc<PartitionLog>` per partition on the shard that owns it.
+//!
+//! The broker's view: [`PartitionLog::open`] a directory; [`PartitionLog::append`] record
+//! batches (offsets assigned, group-committed); [`PartitionLog::read`] a [`ReadSlice`] of
+//! whole batches to send without copying; move the high watermark; call
+//! [`PartitionLog::flush`] and [`PartitionLog::enforce_retention`] periodically;
+//! [`PartitionLog::close`] on shutdown. Errors carry the Kafka error code they map to
+//! ([`LogError::kafka_error`]).
 
 mod checkpoint;
 mod clock;

@@ -775,7 +775,9 @@ impl PartitionLog {
         self.state.borrow().epochs.latest_epoch()
     }
 
-    /// OffsetForLeaderEpoch: see [`LeaderEpochCache::end_offset_for`].
+    /// OffsetForLeaderEpoch (Kafka's `endOffsetFor`): the largest epoch <= `epoch` in the
+    /// cache and the offset where the next higher epoch starts (the log end for the latest
+    /// epoch). None stands for Kafka's (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET).
     pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
         let st = self.state.borrow();
         st.epochs.end_offset_for(epoch, st.log_end)
