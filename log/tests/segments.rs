@@ -190,6 +190,25 @@ fn time_retention_deletes_old_segments_but_never_the_active_one() {
             log.read(0, 100, i64::MAX, true).await,
             Err(LogError::OffsetOutOfRange { .. })
         ));
+        // After a clean reopen the sealed segments' largest timestamps come from the last
+        // entries of their time indexes, without loading the rest.
+        log.close().await.unwrap();
+        let log = open(
+            dir.path(),
+            LogConfig {
+                retention_ms: 10_000,
+                ..small_segments(1_000)
+            },
+            &clock,
+        )
+        .await;
+        assert_eq!(log.log_start_offset(), start);
+        // Loading time must not count as the segments' age: at 120 s the segments whose
+        // batches are all older than 110 s expire.
+        clock.set(120_000);
+        assert!(log.enforce_retention().await.unwrap() > 0);
+        let first_ts = log.offset_for_timestamp(0).await.unwrap().unwrap().1;
+        assert!(first_ts > 105_000, "{first_ts}");
         clock.set(1_000_000);
         log.enforce_retention().await.unwrap();
         assert_eq!(log.segment_count(), 1, "the active segment stays");
