@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::ResponseError;
 use spate_core::topic_config::TopicConfig;
 
@@ -26,12 +26,13 @@ pub struct TopicError {
     pub message: String,
 }
 
-/// One partition's records from a Produce request: one or more v2 batches, as sent.
-#[derive(Debug, Clone)]
+/// One partition's records from a Produce request: one or more v2 batches, as sent. Mutable
+/// because the log patches offsets into them in place; usually a piece of the request frame.
+#[derive(Debug)]
 pub struct AppendRequest {
     pub topic: String,
     pub partition: i32,
-    pub records: Bytes,
+    pub records: BytesMut,
 }
 
 /// Where an append landed.

@@ -35,7 +35,7 @@ pub struct Partition {
 impl Partition {
     /// Checks each batch's size, appends, and (one replica) moves the high watermark to the
     /// new log end so consumers see the data.
-    pub async fn produce(&self, records: Bytes) -> Result<ProduceResult, ResponseError> {
+    pub async fn produce(&self, records: BytesMut) -> Result<ProduceResult, ResponseError> {
         for batch in record_batch::split(&records) {
             let (_, header, _) = batch.map_err(|e| e.kafka_error())?;
             if header.total_len() > self.max_message_bytes {
@@ -44,7 +44,7 @@ impl Partition {
         }
         let info = self
             .log
-            .append(BytesMut::from(&records[..]), LEADER_EPOCH)
+            .append(records, LEADER_EPOCH)
             .await
             .map_err(|e| e.kafka_error())?;
         self.log.set_high_watermark(self.log.log_end_offset());

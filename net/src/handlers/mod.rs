@@ -95,13 +95,16 @@ pub async fn dispatch(
         }
         return Err(RequestError::UnsupportedVersion { api, version });
     }
-    let header =
-        RequestHeader::decode(&mut frame, api.request_header_version(version)).map_err(|e| {
-            RequestError::Malformed {
-                what: "request header",
-                reason: e.to_string(),
-            }
+    // Produce carves its records out of the whole frame (see `produce::carve`).
+    let whole = frame.clone();
+    let mut header = RequestHeader::decode(&mut frame, api.request_header_version(version))
+        .map_err(|e| RequestError::Malformed {
+            what: "request header",
+            reason: e.to_string(),
         })?;
+    // The client id is a slice of the frame; nothing uses it, and it would keep the frame
+    // shared.
+    header.client_id = None;
     let ctx = Context {
         shard: shard.clone(),
         header,
@@ -115,10 +118,14 @@ pub async fn dispatch(
             &ctx,
             metadata::handle(&ctx, decode(&mut frame, version)?).await,
         ),
-        ApiKey::Produce => match produce::handle(&ctx, decode(&mut frame, version)?).await {
-            Some(response) => respond(&ctx, response),
-            None => Ok(None),
-        },
+        ApiKey::Produce => {
+            let request = decode(&mut frame, version)?;
+            drop(frame);
+            match produce::handle(&ctx, request, whole).await {
+                Some(response) => respond(&ctx, response),
+                None => Ok(None),
+            }
+        }
         ApiKey::Fetch => fetch::handle(&ctx, decode(&mut frame, version)?)
             .await
             .map(|segments| Some(Response::Fetch(segments))),

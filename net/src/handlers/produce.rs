@@ -5,9 +5,12 @@
 
 use std::collections::BTreeMap;
 
+use bytes::{Buf, Bytes, BytesMut};
+
 use futures_util::future::join_all;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use spate_shard::{AppendRequest, ProduceResult};
 
@@ -21,17 +24,27 @@ const ACKS_ALL: i16 = -1;
 /// The first version whose answers carry the log start offset.
 const LOG_START_OFFSET_VERSION: i16 = 5;
 
-/// Returns `None` for `acks=0`: Kafka sends no response then.
-pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceResponse> {
+/// Returns `None` for `acks=0`: Kafka sends no response then. `frame` is the whole request
+/// frame the records were decoded from: they are carved out of it in place (see [`carve`]).
+pub async fn handle(
+    ctx: &Context,
+    request: ProduceRequest,
+    frame: Bytes,
+) -> Option<ProduceResponse> {
+    let mut request = request;
     let acks = request.acks;
+    let topic_data = std::mem::take(&mut request.topic_data);
+    // What is left (the transactional id) may be a slice of the frame: let it go.
+    drop(request);
     let acks_valid = matches!(acks, ACKS_NONE | ACKS_LEADER | ACKS_ALL);
     let table = ctx.shard.topics();
     // One slot per partition in request order; the appends go to their owners grouped, one
     // message per owner shard, all owners at once.
     let mut results: Vec<Result<ProduceResult, ResponseError>> = Vec::new();
-    let mut by_owner: BTreeMap<usize, (Vec<usize>, Vec<AppendRequest>)> = BTreeMap::new();
-    let mut topics = Vec::with_capacity(request.topic_data.len());
-    for topic in request.topic_data {
+    // (slot, owner, topic, partition, where the records are)
+    let mut pending = Vec::new();
+    let mut topics = Vec::with_capacity(topic_data.len());
+    for topic in topic_data {
         let name = topic.name.0.to_string();
         let known = table.get(&name).map(|t| t.partitions);
         let mut indexes = Vec::with_capacity(topic.partition_data.len());
@@ -46,20 +59,33 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceRes
                 (_, None, _) => Err(ResponseError::UnknownTopicOrPartition),
                 (_, Some(_), Some(records)) if !records.is_empty() => {
                     let owner = ctx.shard.owner_of(&name, p.index);
-                    let group = by_owner.entry(owner).or_default();
-                    group.0.push(slot);
-                    group.1.push(AppendRequest {
-                        topic: name.clone(),
-                        partition: p.index,
-                        records,
-                    });
+                    let source = Carve::locate(&frame, records);
+                    pending.push((slot, owner, name.clone(), p.index, source));
                     // Replaced by the append's outcome below.
                     Err(ResponseError::UnknownServerError)
                 }
                 (_, Some(_), _) => Err(ResponseError::CorruptMessage),
             });
         }
-        topics.push((topic.name, topic.topic_id, indexes));
+        // The name as an owned string: a slice would keep the frame shared.
+        topics.push((name, topic.topic_id, indexes));
+    }
+    let mut sources = Vec::with_capacity(pending.len());
+    let mut targets = Vec::with_capacity(pending.len());
+    for (slot, owner, topic, partition, source) in pending {
+        sources.push(source);
+        targets.push((slot, owner, topic, partition));
+    }
+    let mut by_owner: BTreeMap<usize, (Vec<usize>, Vec<AppendRequest>)> = BTreeMap::new();
+    for ((slot, owner, topic, partition), records) in targets.into_iter().zip(carve(frame, sources))
+    {
+        let group = by_owner.entry(owner).or_default();
+        group.0.push(slot);
+        group.1.push(AppendRequest {
+            topic,
+            partition,
+            records,
+        });
     }
     let appends = by_owner
         .into_iter()
@@ -82,7 +108,7 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceRes
                 .map(|(slot, index)| partition_response(index, results[slot], ctx.version()))
                 .collect();
             TopicProduceResponse::default()
-                .with_name(name)
+                .with_name(TopicName(StrBytes::from_string(name)))
                 .with_topic_id(topic_id)
                 .with_partition_responses(partitions)
         })
@@ -104,5 +130,108 @@ fn partition_response(
             .with_log_start_offset(r.log_start_offset),
         Ok(r) => response.with_base_offset(r.base_offset),
         Err(e) => response.with_error_code(e.code()).with_base_offset(-1),
+    }
+}
+
+/// Where one partition's records are, before the frame is carved.
+enum Carve {
+    /// `(offset, len)` in the frame.
+    Range(usize, usize),
+    /// Not a slice of the frame (cannot happen with a decoded frame, but never assume).
+    Copied(BytesMut),
+}
+
+impl Carve {
+    fn locate(frame: &Bytes, records: Bytes) -> Carve {
+        let offset = (records.as_ptr() as usize).checked_sub(frame.as_ptr() as usize);
+        match offset {
+            Some(offset) if offset + records.len() <= frame.len() => {
+                Carve::Range(offset, records.len())
+            }
+            _ => Carve::Copied(BytesMut::from(&records[..])),
+        }
+    }
+}
+
+/// Turns each partition's records into its own mutable buffer, for the log to patch offsets
+/// into. When nothing else holds the frame (the handler has dropped every other slice of
+/// it), the buffers are disjoint pieces of the frame itself: no copy. Otherwise they are
+/// copies. One buffer per source, in order.
+fn carve(frame: Bytes, sources: Vec<Carve>) -> Vec<BytesMut> {
+    let ranges: Vec<(usize, usize)> = sources
+        .iter()
+        .filter_map(|s| match s {
+            Carve::Range(offset, len) => Some((*offset, *len)),
+            Carve::Copied(_) => None,
+        })
+        .collect();
+    let ascending = ranges.windows(2).all(|w| w[0].0 + w[0].1 <= w[1].0);
+    let mut pieces = match frame.try_into_mut() {
+        Ok(mut buf) if ascending => {
+            let mut at = 0;
+            let mut pieces = Vec::with_capacity(ranges.len());
+            for (offset, len) in &ranges {
+                buf.advance(offset - at);
+                pieces.push(buf.split_to(*len));
+                at = offset + len;
+            }
+            pieces
+        }
+        Ok(buf) => copy_ranges(&buf, &ranges),
+        Err(frame) => copy_ranges(&frame, &ranges),
+    }
+    .into_iter();
+    sources
+        .into_iter()
+        .map(|s| match s {
+            Carve::Copied(copy) => copy,
+            Carve::Range(..) => pieces.next().unwrap_or_default(),
+        })
+        .collect()
+}
+
+fn copy_ranges(frame: &[u8], ranges: &[(usize, usize)]) -> Vec<BytesMut> {
+    ranges
+        .iter()
+        .map(|(offset, len)| BytesMut::from(&frame[*offset..offset + len]))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unshared_frame_is_carved_without_copying() {
+        let frame = Bytes::from((0u8..100).collect::<Vec<u8>>());
+        let base = frame.as_ptr() as usize;
+        let sources = vec![
+            Carve::locate(&frame, frame.slice(10..20)),
+            Carve::locate(&frame, frame.slice(50..55)),
+        ];
+        let pieces = carve(frame, sources);
+        assert_eq!(&pieces[0][..], &(10u8..20).collect::<Vec<_>>()[..]);
+        assert_eq!(&pieces[1][..], &[50, 51, 52, 53, 54]);
+        assert_eq!(pieces[0].as_ptr() as usize, base + 10);
+        assert_eq!(pieces[1].as_ptr() as usize, base + 50);
+    }
+
+    #[test]
+    fn a_shared_frame_is_copied() {
+        let frame = Bytes::from(vec![7u8; 32]);
+        let other_owner = frame.clone();
+        let sources = vec![Carve::locate(&frame, frame.slice(4..8))];
+        let pieces = carve(frame, sources);
+        assert_eq!(&pieces[0][..], &[7, 7, 7, 7]);
+        assert_ne!(pieces[0].as_ptr(), other_owner[4..].as_ptr());
+    }
+
+    #[test]
+    fn records_outside_the_frame_are_copied() {
+        let frame = Bytes::from(vec![1u8; 8]);
+        let foreign = Bytes::from(vec![9u8; 3]);
+        let source = Carve::locate(&frame, foreign);
+        let pieces = carve(frame, vec![source]);
+        assert_eq!(&pieces[0][..], &[9, 9, 9]);
     }
 }
