@@ -156,19 +156,53 @@ fn error_topic(name: Option<String>, id: Uuid, error: ResponseError) -> Metadata
         .with_topic_authorized_operations(OPERATIONS_OMITTED)
 }
 
-/// `advertised.listeners`, else `listeners`, split into host and port.
+/// `advertised.listeners`, else `listeners`, split into host and port. A wildcard bind
+/// address (`0.0.0.0`, `::`) cannot be connected to from elsewhere: like Kafka, advertise
+/// the machine's host name instead.
 pub fn advertised_address(config: &spate_core::config::BrokerConfig) -> (String, i32) {
     let address = config
         .advertised_listen
         .as_deref()
         .unwrap_or(&config.listen);
-    match address.rsplit_once(':') {
+    let (host, port) = match address.rsplit_once(':') {
         Some((host, port)) => (
-            host.trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string(),
+            host.trim_start_matches('[').trim_end_matches(']'),
             port.parse().unwrap_or(0),
         ),
-        None => (address.to_string(), 0),
+        None => (address, 0),
+    };
+    let host = match host {
+        "" | "0.0.0.0" | "::" => host_name(),
+        host => host.to_string(),
+    };
+    (host, port)
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spate_core::config::BrokerConfig;
+
+    #[test]
+    fn advertises_the_listener_or_the_host_name_for_a_wildcard() {
+        let mut config = BrokerConfig {
+            listen: "127.0.0.1:9092".into(),
+            ..BrokerConfig::default()
+        };
+        assert_eq!(advertised_address(&config), ("127.0.0.1".into(), 9092));
+        config.listen = "0.0.0.0:9093".into();
+        let (host, port) = advertised_address(&config);
+        assert_eq!(port, 9093);
+        assert!(!host.is_empty() && host != "0.0.0.0");
+        config.advertised_listen = Some("[::1]:19092".into());
+        assert_eq!(advertised_address(&config), ("::1".into(), 19092));
     }
 }
