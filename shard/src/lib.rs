@@ -4,10 +4,13 @@
 //! - `executor`: starts the shards.
 //! - `placement`: which shard owns a partition.
 //! - `router`: calls from one shard to another over glommio shared channels.
-//! - `shard`: a shard's partitions and the operations the Kafka server calls.
+//! - `shard`: a shard's partitions and the operations the Kafka server calls;
+//!   `controller`: topic creation and deletion; `maintenance`: scheduled flush and retention.
 //! - `topics`: the topic table (one shard owns it, the others get snapshots) and its files.
 
+mod controller;
 pub mod executor;
+mod maintenance;
 pub mod messages;
 mod notify;
 mod partition;

@@ -16,6 +16,7 @@ use kafka_protocol::ResponseError;
 use spate_core::config::BrokerConfig;
 use spate_log::{Clock, PartitionLog, ReadSlice, SystemClock};
 
+use crate::controller::shutting_down;
 use crate::messages::{
     AppendRequest, ListedOffset, NewTopic, ProduceResult, ReadBatch, ReadResult, Reply, Request,
     TopicError, WaitRequest,
@@ -53,26 +54,26 @@ impl Records {
 type TopicPartition = (String, i32);
 
 pub struct Shard {
-    id: usize,
-    count: usize,
-    config: Arc<BrokerConfig>,
-    router: Router,
-    topics: RefCell<Arc<TopicTable>>,
+    pub(crate) id: usize,
+    pub(crate) count: usize,
+    pub(crate) config: Arc<BrokerConfig>,
+    pub(crate) router: Router,
+    pub(crate) topics: RefCell<Arc<TopicTable>>,
     /// Set once the first topic table has been applied; connections wait for it.
-    ready: Cell<bool>,
-    table_applied: Notify,
-    partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
+    pub(crate) ready: Cell<bool>,
+    pub(crate) table_applied: Notify,
+    pub(crate) partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
     /// Serializes topic creation and deletion on the controller shard.
-    admin: glommio::sync::Semaphore,
+    pub(crate) admin: glommio::sync::Semaphore,
     /// The last producer id this shard handed out (see `next_producer_id`).
-    last_producer_id: Cell<i64>,
+    pub(crate) last_producer_id: Cell<i64>,
     /// Every request in progress holds a pass; shutdown closes the gate and waits for them,
     /// so no append runs on a log being closed.
-    gate: glommio::sync::Gate,
+    pub(crate) gate: glommio::sync::Gate,
     /// Fired when shutdown starts: long polls and calls to other shards give up.
-    stopping: Notify,
-    closing: Cell<bool>,
-    clock: Rc<dyn Clock>,
+    pub(crate) stopping: Notify,
+    pub(crate) closing: Cell<bool>,
+    pub(crate) clock: Rc<dyn Clock>,
 }
 
 impl Shard {
@@ -319,7 +320,7 @@ impl Shard {
 
     /// A call to another shard that gives up (`None`) when this shard starts shutting down,
     /// since the other shard may already have stopped answering.
-    async fn call(&self, to: usize, request: Request) -> Option<Reply> {
+    pub(crate) async fn call(&self, to: usize, request: Request) -> Option<Reply> {
         futures_lite::future::or(self.router.call(to, request), async {
             self.until_stopping().await;
             None
@@ -327,7 +328,7 @@ impl Shard {
         .await
     }
 
-    fn partition(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
+    pub(crate) fn partition(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
         self.partitions
             .borrow()
             .get(&(topic.to_string(), partition))
@@ -358,7 +359,7 @@ impl Shard {
         }
     }
 
-    async fn handle(&self, request: Request) -> Reply {
+    pub(crate) async fn handle(&self, request: Request) -> Reply {
         match request {
             Request::Produce(appends) => Reply::Produce(self.produce_local(appends).await),
             Request::Read(batch) => Reply::Read(self.read_for_peer(batch).await),
@@ -449,116 +450,9 @@ impl Shard {
         }
     }
 
-    /// Controller: validates and creates topics, then publishes the new table.
-    async fn controller_create(
-        &self,
-        topics: Vec<NewTopic>,
-        validate_only: bool,
-    ) -> Vec<Result<TopicInfo, TopicError>> {
-        let Ok(_permit) = self.admin.acquire_permit(1).await else {
-            return vec![Err(shutting_down()); topics.len()];
-        };
-        let mut table = (*self.topics()).clone();
-        let mut results = Vec::with_capacity(topics.len());
-        for new in topics {
-            let result = self.create_one(&table, new, validate_only);
-            if let (Ok(topic), false) = (&result, validate_only) {
-                table = table.with(topic.clone());
-            }
-            results.push(result);
-        }
-        if !validate_only && results.iter().any(Result::is_ok) {
-            self.publish(Arc::new(table)).await;
-        }
-        results
-    }
-
-    fn create_one(
-        &self,
-        table: &TopicTable,
-        new: NewTopic,
-        validate_only: bool,
-    ) -> Result<TopicInfo, TopicError> {
-        let fail = |error, message: String| Err(TopicError { error, message });
-        if let Err(message) = crate::topics::validate_topic_name(&new.name) {
-            return fail(ResponseError::InvalidTopicException, message);
-        }
-        if table.get(&new.name).is_some() {
-            return fail(
-                ResponseError::TopicAlreadyExists,
-                format!("topic {} already exists", new.name),
-            );
-        }
-        if new.partitions <= 0 {
-            return fail(
-                ResponseError::InvalidPartitions,
-                format!(
-                    "number of partitions must be positive, got {}",
-                    new.partitions
-                ),
-            );
-        }
-        let topic = TopicInfo {
-            name: new.name,
-            id: uuid::Uuid::new_v4(),
-            partitions: new.partitions,
-            config: new.config,
-        };
-        if !validate_only {
-            for p in 0..topic.partitions {
-                let dir = partition_dir(&self.config.log_dir, &topic.name, p);
-                if let Err(e) = crate::topics::write_partition_files(&dir, &topic) {
-                    return fail(
-                        ResponseError::KafkaStorageError,
-                        format!("cannot create {}: {e}", dir.display()),
-                    );
-                }
-            }
-        }
-        Ok(topic)
-    }
-
-    /// Controller: removes topics from the table; each owner deletes its partitions' data.
-    async fn controller_delete(&self, names: Vec<String>) -> Vec<Result<(), TopicError>> {
-        let Ok(_permit) = self.admin.acquire_permit(1).await else {
-            return vec![Err(shutting_down()); names.len()];
-        };
-        let mut table = (*self.topics()).clone();
-        let mut results = Vec::with_capacity(names.len());
-        for name in names {
-            if table.get(&name).is_some() {
-                table = table.without(&name);
-                results.push(Ok(()));
-            } else {
-                results.push(Err(TopicError {
-                    error: ResponseError::UnknownTopicOrPartition,
-                    message: format!("topic {name} does not exist"),
-                }));
-            }
-        }
-        if results.iter().any(Result::is_ok) {
-            self.publish(Arc::new(table)).await;
-        }
-        results
-    }
-
-    /// Controller: installs `table` on every shard and waits until each has opened or
-    /// deleted its partitions accordingly.
-    async fn publish(&self, table: Arc<TopicTable>) {
-        let peers = (0..self.count).filter(|s| *s != self.id).map(|s| {
-            let table = table.clone();
-            async move { self.call(s, Request::Apply(table)).await }
-        });
-        futures_util::future::join(
-            self.apply(table.clone()),
-            futures_util::future::join_all(peers),
-        )
-        .await;
-    }
-
     /// Installs a new topic table: opens the partitions this shard now owns, deletes those
     /// whose topic is gone.
-    async fn apply(&self, table: Arc<TopicTable>) {
+    pub(crate) async fn apply(&self, table: Arc<TopicTable>) {
         *self.topics.borrow_mut() = table.clone();
         let gone: Vec<_> = self
             .partitions
@@ -622,68 +516,5 @@ impl Shard {
             .borrow_mut()
             .insert((topic.name.clone(), partition), Rc::new(p));
         Ok(())
-    }
-
-    /// Fsyncs partitions with a `flush.ms` policy whose data has waited that long. The log
-    /// checks the policy on each append; this covers data that stops being appended to.
-    /// It wakes every smallest `flush.ms` among this shard's partitions (or every
-    /// `log.retention.check.interval.ms` to look again when none has one).
-    async fn flush_loop(self: Rc<Self>) {
-        let idle = Duration::from_millis(self.config.log_retention_check_interval_ms);
-        loop {
-            let partitions: Vec<_> = self.partitions.borrow().values().cloned().collect();
-            // flush.ms 0 means every append is flushed as it lands: nothing waits.
-            let timed: Vec<_> = partitions
-                .into_iter()
-                .filter_map(|p| {
-                    p.log
-                        .config()
-                        .flush_ms
-                        .filter(|ms| *ms > 0)
-                        .map(|ms| (p, ms))
-                })
-                .collect();
-            let interval = timed
-                .iter()
-                .map(|(_, ms)| Duration::from_millis(*ms))
-                .min()
-                .unwrap_or(idle);
-            futures_lite::future::or(glommio::timer::sleep(interval), self.until_stopping()).await;
-            // The pass keeps close() from closing a log under this flush.
-            let Some(_pass) = self.enter() else {
-                return;
-            };
-            for (p, _) in timed {
-                if p.log.recovery_point() < p.log.log_end_offset() {
-                    if let Err(e) = p.log.flush().await {
-                        tracing::error!("scheduled flush failed: {e}");
-                    }
-                }
-            }
-        }
-    }
-
-    /// Deletes segments past retention, every `log.retention.check.interval.ms`.
-    async fn retention_loop(self: Rc<Self>) {
-        let interval = Duration::from_millis(self.config.log_retention_check_interval_ms);
-        loop {
-            futures_lite::future::or(glommio::timer::sleep(interval), self.until_stopping()).await;
-            let Some(_pass) = self.enter() else {
-                return;
-            };
-            let partitions: Vec<_> = self.partitions.borrow().values().cloned().collect();
-            for p in partitions {
-                if let Err(e) = p.log.enforce_retention().await {
-                    tracing::warn!("retention failed: {e}");
-                }
-            }
-        }
-    }
-}
-
-fn shutting_down() -> TopicError {
-    TopicError {
-        error: ResponseError::BrokerNotAvailable,
-        message: "the broker is shutting down".into(),
     }
 }
