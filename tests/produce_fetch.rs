@@ -148,3 +148,41 @@ fn fetch_limits_hold_but_the_first_batch_always_comes_whole() {
     // One byte for the whole response: the first batch only.
     assert_eq!(fetch(&mut client, 1, 1 << 20), vec![1, 0]);
 }
+
+#[test]
+fn fetch_v13_names_topics_by_id() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::MetadataRequest;
+    let broker = Broker::start(2, &[]);
+    let mut client = broker.client();
+    client.create_topic("by-id", 1);
+    client.produce("by-id", 0, batch(&["x", "y"]));
+    let metadata = client.send(
+        &MetadataRequest::default().with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(common::topic_name("by-id")))
+        ])),
+        12,
+    );
+    let id = metadata.topics[0].topic_id;
+    let fetch_by = |client: &mut common::Client, id| {
+        let request = fetch_request("", 0, 0, 0).with_topics(vec![FetchTopic::default()
+            .with_topic_id(id)
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+        client.send(&request, 15).responses.remove(0)
+    };
+    let topic = fetch_by(&mut client, id);
+    assert_eq!(topic.topic_id, id);
+    assert_eq!(
+        batches_in(topic.partitions[0].records.as_ref().unwrap()),
+        vec![(0, 2)]
+    );
+    let unknown = fetch_by(&mut client, uuid::Uuid::from_u128(id.as_u128() ^ 1));
+    assert_eq!(
+        unknown.partitions[0].error_code,
+        ResponseError::UnknownTopicId.code()
+    );
+}

@@ -104,3 +104,17 @@ fn sigterm_ends_long_polls_in_progress_and_exits_cleanly() {
         let _ = client.read_frame();
     }
 }
+
+#[test]
+fn sigint_stops_cleanly_too() {
+    let mut broker = Broker::start(1, &[]);
+    let mut client = broker.client();
+    client.create_topic("interrupted", 1);
+    assert_eq!(client.produce("interrupted", 0, batch(&["x"])), (0, 0));
+    drop(client);
+    let status = broker.stop(libc::SIGINT);
+    assert!(status.success(), "{status}:\n{}", broker.log());
+    broker.launch();
+    let data = broker.client().fetch("interrupted", 0, 0, 0);
+    assert_eq!(batches_in(data.records.as_ref().unwrap()), vec![(0, 1)]);
+}
