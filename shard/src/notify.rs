@@ -3,8 +3,11 @@
 //! It lives on one shard (no atomics, no locks): waiters register a waker, `notify_all`
 //! wakes every one of them. A waiter compares the version it saw before sleeping with the
 //! current one, so a notification that lands between its check and its sleep is not lost.
+//! A waiter that gives up (a long poll that timed out) takes its waker back out, so idle
+//! partitions polled for days hold no pile of stale wakers.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
@@ -12,7 +15,8 @@ use std::task::{Context, Poll, Waker};
 #[derive(Default)]
 pub struct Notify {
     version: Cell<u64>,
-    waiters: RefCell<Vec<Waker>>,
+    next_key: Cell<u64>,
+    waiters: RefCell<HashMap<u64, Waker>>,
 }
 
 impl Notify {
@@ -24,7 +28,8 @@ impl Notify {
     /// Wakes every waiter.
     pub fn notify_all(&self) {
         self.version.set(self.version.get().wrapping_add(1));
-        for waker in self.waiters.borrow_mut().drain(..) {
+        let waiters: Vec<Waker> = self.waiters.borrow_mut().drain().map(|(_, w)| w).collect();
+        for waker in waiters {
             waker.wake();
         }
     }
@@ -34,6 +39,7 @@ impl Notify {
         Changed {
             notify: self,
             version,
+            key: None,
         }
     }
 }
@@ -41,20 +47,39 @@ impl Notify {
 pub struct Changed<'a> {
     notify: &'a Notify,
     version: u64,
+    /// This waiter's entry in `waiters`, once it has slept.
+    key: Option<u64>,
 }
 
 impl Future for Changed<'_> {
     type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         if self.notify.version.get() != self.version {
             return Poll::Ready(());
         }
-        let mut waiters = self.notify.waiters.borrow_mut();
-        if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
-            waiters.push(cx.waker().clone());
-        }
+        let key = match self.key {
+            Some(key) => key,
+            None => {
+                let key = self.notify.next_key.get();
+                self.notify.next_key.set(key.wrapping_add(1));
+                self.key = Some(key);
+                key
+            }
+        };
+        self.notify
+            .waiters
+            .borrow_mut()
+            .insert(key, cx.waker().clone());
         Poll::Pending
+    }
+}
+
+impl Drop for Changed<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            self.notify.waiters.borrow_mut().remove(&key);
+        }
     }
 }
 
@@ -63,13 +88,17 @@ mod tests {
     use super::*;
     use std::rc::Rc;
 
-    #[test]
-    fn wakes_a_waiter_and_not_before() {
-        let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+    fn run(test: impl std::future::Future<Output = ()> + 'static) {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
             .io_memory(512 * 1024)
             .make()
-            .unwrap();
-        ex.run(async {
+            .unwrap()
+            .run(test);
+    }
+
+    #[test]
+    fn wakes_a_waiter_and_not_before() {
+        run(async {
             let notify = Rc::new(Notify::default());
             let woken = Rc::new(Cell::new(false));
             let seen = notify.version();
@@ -85,6 +114,19 @@ mod tests {
             assert!(woken.get());
             // A stale version resolves at once.
             notify.changed_since(seen).await;
+        });
+    }
+
+    #[test]
+    fn a_waiter_that_gives_up_leaves_nothing_behind() {
+        run(async {
+            let notify = Notify::default();
+            for _ in 0..100 {
+                let seen = notify.version();
+                let timeout = glommio::timer::sleep(std::time::Duration::from_millis(1));
+                futures_lite::future::or(notify.changed_since(seen), timeout).await;
+            }
+            assert!(notify.waiters.borrow().is_empty());
         });
     }
 }
