@@ -186,3 +186,14 @@ fn fetch_v13_names_topics_by_id() {
         ResponseError::UnknownTopicId.code()
     );
 }
+
+#[test]
+fn a_failed_acks_zero_produce_closes_the_connection() {
+    let broker = Broker::start(1, &[]);
+    let mut client = broker.client();
+    let (_, frame) = client.frame(&produce_request("nowhere", 0, batch(&["x"]), 0), 9);
+    client.send_raw(&frame);
+    // No response can carry the error, so the connection goes, as with Kafka.
+    assert!(client.is_closed());
+    broker.client().create_topic("somewhere", 1);
+}

@@ -61,6 +61,8 @@ pub enum RequestError {
     UnsupportedVersion { api: ApiKey, version: i16 },
     #[error("cannot decode {what}: {reason}")]
     Malformed { what: &'static str, reason: String },
+    #[error("an acks=0 produce failed on {partitions} partition(s); closing, as Kafka does")]
+    UnacknowledgedProduceFailed { partitions: usize },
     #[error("cannot encode {what}: {reason}")]
     Encode { what: &'static str, reason: String },
 }
@@ -121,7 +123,7 @@ pub async fn dispatch(
         ApiKey::Produce => {
             let request = decode(&mut frame, version)?;
             drop(frame);
-            match produce::handle(&ctx, request, whole).await {
+            match produce::handle(&ctx, request, whole).await? {
                 Some(response) => respond(&ctx, response),
                 None => Ok(None),
             }

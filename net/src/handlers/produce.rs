@@ -14,7 +14,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use spate_shard::{AppendRequest, ProduceResult};
 
-use super::Context;
+use super::{Context, RequestError};
 
 /// The `acks` values Kafka accepts: no response, after the leader's append, after every
 /// in-sync replica has it.
@@ -24,13 +24,14 @@ const ACKS_ALL: i16 = -1;
 /// The first version whose answers carry the log start offset.
 const LOG_START_OFFSET_VERSION: i16 = 5;
 
-/// Returns `None` for `acks=0`: Kafka sends no response then. `frame` is the whole request
+/// Returns `None` for `acks=0`: Kafka sends no response then (and an error closes the
+/// connection). `frame` is the whole request
 /// frame the records were decoded from: they are carved out of it in place (see [`carve`]).
 pub async fn handle(
     ctx: &Context,
     request: ProduceRequest,
     frame: Bytes,
-) -> Option<ProduceResponse> {
+) -> Result<Option<ProduceResponse>, RequestError> {
     let mut request = request;
     let acks = request.acks;
     let topic_data = std::mem::take(&mut request.topic_data);
@@ -98,7 +99,14 @@ pub async fn handle(
         }
     }
     if acks == ACKS_NONE {
-        return None;
+        // No response to carry an error: like Kafka, close the connection so the producer
+        // notices (and refreshes its metadata).
+        let failed = results.iter().filter(|r| r.is_err()).count();
+        return if failed == 0 {
+            Ok(None)
+        } else {
+            Err(RequestError::UnacknowledgedProduceFailed { partitions: failed })
+        };
     }
     let responses = topics
         .into_iter()
@@ -113,7 +121,7 @@ pub async fn handle(
                 .with_partition_responses(partitions)
         })
         .collect();
-    Some(ProduceResponse::default().with_responses(responses))
+    Ok(Some(ProduceResponse::default().with_responses(responses)))
 }
 
 fn partition_response(
