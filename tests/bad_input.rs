@@ -135,6 +135,12 @@ fn produce_errors_are_per_partition() {
     let (error, _) = client.produce("strict", 0, corrupt.freeze());
     assert_eq!(error, ResponseError::CorruptMessage.code());
 
+    // Magic byte 1 (offset 16, outside the CRC): a well-formed but unacceptable batch.
+    let mut old_format = BytesMut::from(&batch(&["payload"])[..]);
+    old_format[16] = 1;
+    let (error, _) = client.produce("strict", 0, old_format.freeze());
+    assert_eq!(error, ResponseError::InvalidRecord.code());
+
     let (error, _) = client.produce(
         "strict",
         0,
