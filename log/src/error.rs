@@ -31,6 +31,32 @@ pub enum LogError {
         #[source]
         source: io::Error,
     },
+    /// A producer's batch does not follow its last one (a batch was lost in between).
+    #[error(
+        "producer {producer_id} (epoch {epoch}) sent sequence {sequence}, expected {expected}"
+    )]
+    OutOfOrderSequence {
+        producer_id: i64,
+        epoch: i16,
+        sequence: i32,
+        expected: String,
+    },
+    /// A producer was fenced by a newer instance that bumped its epoch.
+    #[error("producer {producer_id} has epoch {current} here; epoch {epoch} is fenced")]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        epoch: i16,
+        current: i16,
+    },
+    /// Transactions are not served, so no client batch may be transactional or a control
+    /// batch (the broker alone writes transaction markers).
+    #[error(
+        "producer {producer_id}: {what} batches are not accepted (transactions are not supported)"
+    )]
+    Transactional {
+        producer_id: i64,
+        what: &'static str,
+    },
     /// The log was closed or deleted, or an earlier write failure left it unusable until it
     /// is reopened (which recovers it).
     #[error("the log in {} is unusable: {reason}", dir.display())]
@@ -43,6 +69,14 @@ impl LogError {
         match self {
             LogError::Batch(e) => e.kafka_error(),
             LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+            LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+            LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+            // Kafka's answers: a transactional batch for a partition that is not in a
+            // (verified) transaction; a control batch from a client is an invalid record.
+            LogError::Transactional {
+                what: "control", ..
+            } => ResponseError::InvalidRecord,
+            LogError::Transactional { .. } => ResponseError::InvalidTxnState,
             LogError::Corrupt { .. } | LogError::Io { .. } | LogError::Unusable { .. } => {
                 ResponseError::KafkaStorageError
             }

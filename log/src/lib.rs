@@ -11,7 +11,8 @@
 //! whole batches to send without copying; move the high watermark; call
 //! [`PartitionLog::flush`] and [`PartitionLog::enforce_retention`] periodically;
 //! [`PartitionLog::close`] on shutdown. Errors carry the Kafka error code they map to
-//! ([`LogError::kafka_error`]).
+//! ([`LogError::kafka_error`]). Appends deduplicate idempotent producers' retries and
+//! check their sequences (`producer_state`), as Kafka's `ProducerStateManager` does.
 
 mod checkpoint;
 mod clock;
@@ -20,6 +21,8 @@ mod error;
 mod leader_epoch;
 mod offset_index;
 mod partition_log;
+mod producer_snapshot;
+mod producer_state;
 mod recovery;
 mod retention;
 mod segment;
@@ -32,5 +35,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::LogConfig;
 pub use error::LogError;
 pub use leader_epoch::FILE_NAME as LEADER_EPOCH_FILE;
-pub use partition_log::{AppendInfo, LogStats, PartitionLog, ReadSlice};
+pub use partition_log::{AppendInfo, LogStats, PartitionLog, ProducerInfo, ReadSlice};
+pub use producer_snapshot::SNAPSHOT_SUFFIX as PRODUCER_SNAPSHOT_SUFFIX;
+pub use producer_state::{BATCHES_TO_RETAIN, DEFAULT_PRODUCER_ID_EXPIRATION_MS};
 pub use segment::SegmentFile;

@@ -29,6 +29,7 @@ use crate::clock::Clock;
 use crate::config::LogConfig;
 use crate::error::LogError;
 use crate::leader_epoch::{self, LeaderEpochCache};
+use crate::producer_state::{self, Checked, ProducerBatch, ProducerState};
 use crate::recovery;
 use crate::segment::{self, BatchMeta, HeaderReader, LogSegment, SegmentFile};
 
@@ -40,6 +41,9 @@ pub struct AppendInfo {
     /// Largest batch max timestamp of the appended batches.
     pub max_timestamp: i64,
     pub log_start_offset: i64,
+    /// The batch was a producer's retry of one already in the log: nothing was written,
+    /// and the offsets are those it got the first time.
+    pub duplicate: bool,
 }
 
 /// Counters of a log's disk work since it was opened (metrics; group commit shows as far
@@ -50,6 +54,16 @@ pub struct LogStats {
     pub writes: u64,
     /// fdatasync calls of `.log` files.
     pub log_syncs: u64,
+}
+
+/// One idempotent producer of a partition, as DescribeProducers reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerInfo {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub last_sequence: i32,
+    /// Max timestamp of its last batch.
+    pub last_timestamp: i64,
 }
 
 /// A byte range of one segment file holding whole batches, for a zero-copy send.
@@ -88,6 +102,8 @@ pub struct PartitionLog {
     /// Held by the background flush after a roll; close and delete take it (and then close
     /// it) so no background work touches the directory once they return.
     background_lock: Semaphore,
+    /// Kafka's `producer.id.expiration.ms` (a broker setting).
+    producer_id_expiration_ms: Cell<i64>,
     pub(crate) state: RefCell<State>,
 }
 
@@ -202,6 +218,10 @@ pub(crate) struct State {
     pub high_watermark: i64,
     pub recovery_point: i64,
     pub epochs: LeaderEpochCache,
+    /// Idempotent producers' sequences, including staged batches.
+    pub producers: ProducerState,
+    /// Log end of the newest producer snapshot file (-1: none written by this instance).
+    pub producer_snapshot: i64,
     pub size_bytes: u64,
     staged: Vec<Staged>,
     /// Bumped whenever offsets are rewritten (truncation), so a flush started before it
@@ -235,6 +255,8 @@ impl State {
             high_watermark,
             recovery_point,
             epochs,
+            producers: ProducerState::default(),
+            producer_snapshot: -1,
             size_bytes,
             staged: Vec::new(),
             generation: 0,
@@ -274,6 +296,7 @@ impl State {
             last_offset: batches[batches.len() - 1].last_offset,
             max_timestamp: batches.iter().map(|b| b.max_timestamp).max().unwrap_or(-1),
             log_start_offset: self.log_start,
+            duplicate: false,
         };
         self.next_offset = info.last_offset + 1;
         self.staged.push(Staged {
@@ -306,6 +329,7 @@ impl PartitionLog {
             stats: Cell::new(LogStats::default()),
             checkpoint_lock: Semaphore::new(1),
             background_lock: Semaphore::new(1),
+            producer_id_expiration_ms: Cell::new(producer_state::DEFAULT_PRODUCER_ID_EXPIRATION_MS),
             state: RefCell::new(state),
         })
     }
@@ -331,31 +355,51 @@ impl PartitionLog {
 
     /// Validates every batch, assigns offsets and appends (see the crate docs for the
     /// group commit). A bad batch rejects the whole call before anything is staged.
+    ///
+    /// Batches of idempotent producers are checked against the producer state (see
+    /// `producer_state`): a retry of one of a producer's last five batches appends nothing
+    /// and returns that batch's offsets with `duplicate` set.
     pub async fn append(
         &self,
-        mut batches: BytesMut,
+        batches: BytesMut,
         leader_epoch: i32,
     ) -> Result<AppendInfo, LogError> {
         let headers = validate_all(&batches)?;
         let outcome = Outcome::default();
-        let info = {
+        let staged = {
             let mut st = self.state.borrow_mut();
             st.check_usable(&self.dir)?;
             let base_offset = st.next_offset;
-            let mut next = base_offset;
-            let mut metas = Vec::with_capacity(headers.len());
-            for (pos, mut header) in headers {
-                let bytes = &mut batches[pos..];
-                record_batch::set_base_offset(bytes, next);
-                record_batch::set_partition_leader_epoch(bytes, leader_epoch);
-                header.base_offset = next;
-                header.partition_leader_epoch = leader_epoch;
-                metas.push(BatchMeta::of(&header));
-                next = header.last_offset() + 1;
+            let producer_batches = producer_batches(&headers, base_offset)?;
+            let checked = match producer_batches.is_empty() {
+                true => Checked::Append(Vec::new()),
+                false => st.producers.check(&producer_batches)?,
+            };
+            match checked {
+                Checked::Duplicate(original) => Err(AppendInfo {
+                    base_offset: original.first_offset,
+                    last_offset: original.last_offset,
+                    max_timestamp: original.timestamp,
+                    log_start_offset: st.log_start,
+                    duplicate: true,
+                }),
+                Checked::Append(entries) => {
+                    st.producers.apply(entries);
+                    Ok(stage_at(
+                        &mut st,
+                        base_offset,
+                        batches,
+                        headers,
+                        leader_epoch,
+                        &outcome,
+                    ))
+                }
             }
-            st.stage(batches, metas, outcome.clone())
         };
-        self.write_and_wait(info, outcome).await
+        match staged {
+            Ok(info) => self.write_and_wait(info, outcome).await,
+            Err(duplicate) => self.await_written(duplicate).await,
+        }
     }
 
     /// A follower's append: the batches keep the offsets and leader epochs the leader gave
@@ -381,9 +425,34 @@ impl PartitionLog {
                 metas.push(BatchMeta::of(header));
                 next = header.last_offset() + 1;
             }
+            for (_, header) in &headers {
+                if let Some(b) = ProducerBatch::of(header, header.base_offset) {
+                    st.producers.replay(&b);
+                }
+            }
             st.stage(batches, metas, outcome.clone())
         };
         self.write_and_wait(info, outcome).await
+    }
+
+    /// Answers a duplicate once its original is written: the original may still be staged,
+    /// and its write may yet fail (which forgets it in the producer state).
+    async fn await_written(&self, info: AppendInfo) -> Result<AppendInfo, LogError> {
+        loop {
+            self.check_usable()?;
+            if self.log_end_offset() > info.last_offset {
+                return Ok(info);
+            }
+            if self.state.borrow().next_offset <= info.last_offset {
+                return Err(LogError::Unusable {
+                    dir: self.dir.clone(),
+                    reason: "the write of the original batch failed; retry".into(),
+                });
+            }
+            self.ensure_writer();
+            // The writer holds the lock while it writes; once we hold it, a round is done.
+            drop(self.lock().await?);
+        }
     }
 
     /// Waits for the writer task to write a staged append (starting it if needed).
@@ -496,6 +565,8 @@ impl PartitionLog {
             let late = {
                 let mut st = self.state.borrow_mut();
                 st.next_offset = st.log_end;
+                let end = st.log_end;
+                st.producers.truncate_from(end);
                 std::mem::take(&mut st.staged)
             };
             let f = WriteFailure::of(&e, &self.dir);
@@ -740,6 +811,46 @@ impl PartitionLog {
 
     pub fn set_config(&self, config: LogConfig) {
         self.state.borrow_mut().config = config;
+    }
+
+    /// Kafka's `producer.id.expiration.ms`: producers silent this long are forgotten at
+    /// the next `enforce_retention`.
+    pub fn set_producer_id_expiration_ms(&self, ms: i64) {
+        self.producer_id_expiration_ms.set(ms);
+    }
+
+    pub(crate) fn producer_id_expiration_ms(&self) -> i64 {
+        self.producer_id_expiration_ms.get()
+    }
+
+    /// The idempotent producers this partition knows (DescribeProducers), by producer id.
+    pub fn producers(&self) -> Vec<ProducerInfo> {
+        let st = self.state.borrow();
+        let mut out: Vec<ProducerInfo> = st
+            .producers
+            .iter()
+            .filter_map(|(producer_id, e)| {
+                let last = e
+                    .batches
+                    .iter()
+                    .rev()
+                    .find(|b| b.last_offset < st.log_end)?;
+                Some(ProducerInfo {
+                    producer_id,
+                    epoch: e.epoch,
+                    last_sequence: last.last_seq,
+                    last_timestamp: last.timestamp,
+                })
+            })
+            .collect();
+        out.sort_by_key(|p| p.producer_id);
+        out
+    }
+
+    /// The largest producer id in the producer state (-1 if none): the broker hands out
+    /// new ids above it.
+    pub fn max_producer_id(&self) -> i64 {
+        self.state.borrow().producers.max_producer_id()
     }
 
     /// Bytes in all segments.
@@ -989,7 +1100,8 @@ impl PartitionLog {
         let end = self.log_end_offset();
         self.flush_to(end).await?;
         self.write_checkpoints(&[Checkpoint::RecoveryPoint, Checkpoint::HighWatermark])
-            .await
+            .await?;
+        self.write_producer_snapshot(end).await
     }
 
     /// Writes the given checkpoint files from the current state, one writer at a time
@@ -1053,6 +1165,7 @@ impl PartitionLog {
         segment::write_index_files(&self.dir, base, offset_index, time_index).await?;
         self.sync_index_files(base).await?;
         self.write_checkpoints(&Checkpoint::ALL).await?;
+        self.write_producer_snapshot(end).await?;
         let marker = CleanShutdown {
             log_end: end,
             active_base: base,
@@ -1088,6 +1201,56 @@ impl PartitionLog {
         // Unlinking is metadata work; the segments' open handles keep in-flight reads valid.
         std::fs::remove_dir_all(&self.dir).map_err(|e| LogError::io(&self.dir, e))
     }
+}
+
+/// Patches offsets from `base_offset` on and the leader epoch into a client's batches and
+/// stages them.
+fn stage_at(
+    st: &mut State,
+    base_offset: i64,
+    mut batches: BytesMut,
+    headers: Vec<(usize, record_batch::BatchHeader)>,
+    leader_epoch: i32,
+    outcome: &Outcome,
+) -> AppendInfo {
+    let mut next = base_offset;
+    let mut metas = Vec::with_capacity(headers.len());
+    for (pos, mut header) in headers {
+        let bytes = &mut batches[pos..];
+        record_batch::set_base_offset(bytes, next);
+        record_batch::set_partition_leader_epoch(bytes, leader_epoch);
+        header.base_offset = next;
+        header.partition_leader_epoch = leader_epoch;
+        metas.push(BatchMeta::of(&header));
+        next = header.last_offset() + 1;
+    }
+    st.stage(batches, metas, outcome.clone())
+}
+
+/// The producer fields of a client's batches, at the offsets they would get from
+/// `base_offset` on. Transactional and control batches are refused: Spate serves no
+/// transactions.
+fn producer_batches(
+    headers: &[(usize, record_batch::BatchHeader)],
+    base_offset: i64,
+) -> Result<Vec<ProducerBatch>, LogError> {
+    let mut out = Vec::new();
+    let mut next = base_offset;
+    for (_, header) in headers {
+        if header.is_control() || header.is_transactional() {
+            return Err(LogError::Transactional {
+                producer_id: header.producer_id,
+                what: if header.is_control() {
+                    "control"
+                } else {
+                    "transactional"
+                },
+            });
+        }
+        out.extend(ProducerBatch::of(header, next));
+        next += header.last_offset_delta as i64 + 1;
+    }
+    Ok(out)
 }
 
 /// Checks every batch of an append (framing, CRC, count); any bad one rejects them all.

@@ -213,6 +213,7 @@ impl PartitionLog {
             now,
         );
         let log = PartitionLog::from_state(dir.to_path_buf(), clock, state);
+        log.load_producer_state().await?;
         if recovered {
             log.write_checkpoints(&Checkpoint::ALL).await?;
         }

@@ -43,6 +43,8 @@ impl PartitionLog {
         let below_start = self.segments_below_log_start();
         let count = deleted.max(below_start);
         self.delete_oldest(count).await?;
+        let expiration = self.producer_id_expiration_ms();
+        self.state.borrow_mut().producers.expire(now, expiration);
         Ok(count)
     }
 
@@ -65,6 +67,7 @@ impl PartitionLog {
             }
             st.log_start = offset;
             st.epochs.truncate_from_start(offset);
+            st.producers.remove_before(offset);
         }
         let count = self.segments_below_log_start();
         self.delete_oldest(count).await?;
@@ -105,6 +108,7 @@ impl PartitionLog {
             st.recovery_point = st.recovery_point.max(st.log_start);
             let start = st.log_start;
             st.epochs.truncate_from_start(start);
+            st.producers.remove_before(start);
             bases
         };
         remove_segments(&self.dir, bases.into_iter()).await?;
@@ -173,9 +177,11 @@ impl PartitionLog {
             st.high_watermark = st.high_watermark.min(new_end);
             st.recovery_point = st.recovery_point.min(new_end);
             st.epochs.truncate_from_end(new_end);
+            st.producers.truncate_from(new_end);
             st.generation += 1;
             removed
         };
+        self.remove_snapshots_after(new_end)?;
         let result = self.cut_files(&file, position, removed).await;
         if let Err(e) = &result {
             self.state.borrow_mut().unusable = Some(format!("truncation failed: {e}"));
@@ -212,8 +218,11 @@ impl PartitionLog {
             st.high_watermark = offset;
             st.recovery_point = offset;
             st.epochs = Default::default();
+            st.producers = Default::default();
             st.generation += 1;
         }
+        // Every snapshot describes the data just removed.
+        self.remove_snapshots_after(-1)?;
         self.write_checkpoints(&Checkpoint::ALL).await
     }
 }
