@@ -1,7 +1,7 @@
 //! InitProducerId: gives an idempotent producer its id (Kafka clients enable idempotence by
-//! default). Spate stores the producer id and sequence numbers inside the batches as sent but
-//! does not yet deduplicate retried batches. Transactions are not served: a transactional id
-//! is refused at once rather than left to time out.
+//! default). Each partition's log checks the producer's sequences and answers a retried batch
+//! with its original offsets (spate-log's producer state). Transactions are not served: a
+//! transactional id is refused at once rather than left to time out.
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use kafka_protocol::ResponseError;
