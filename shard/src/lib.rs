@@ -6,10 +6,12 @@
 //! - `router`: calls from one shard to another over glommio shared channels.
 //! - `shard`: a shard's partitions and the operations the Kafka server calls;
 //!   `controller`: topic creation and deletion; `maintenance`: scheduled flush and retention.
+//! - `group_coordinator`: consumer groups and committed offsets.
 //! - `topics`: the topic table (one shard owns it, the others get snapshots) and its files.
 
 mod controller;
 pub mod executor;
+pub mod group_coordinator;
 mod maintenance;
 pub mod messages;
 mod notify;

@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::ResponseError;
 use spate_core::topic_config::TopicConfig;
 
+use crate::group_coordinator::{GroupAnswer, GroupCall, ListedGroup};
 use crate::topics::{TopicInfo, TopicTable};
 
 /// A topic to create, as CreateTopics asks for it (partition count resolved, configs
@@ -109,6 +110,11 @@ pub(crate) enum Request {
         names: Vec<String>,
     },
     Apply(Arc<TopicTable>),
+    Group {
+        group_id: String,
+        call: GroupCall,
+    },
+    ListGroups,
 }
 
 pub(crate) enum Reply {
@@ -119,4 +125,6 @@ pub(crate) enum Reply {
     CreateTopics(Vec<Result<TopicInfo, TopicError>>),
     DeleteTopics(Vec<Result<(), TopicError>>),
     Applied,
+    Group(GroupAnswer),
+    ListGroups(Vec<ListedGroup>),
 }

@@ -17,6 +17,9 @@ use spate_core::config::BrokerConfig;
 use spate_log::{Clock, PartitionLog, ReadSlice, SystemClock};
 
 use crate::controller::shutting_down;
+use crate::group_coordinator::{
+    coordinator_shard, GroupAnswer, GroupCall, GroupConfig, GroupCoordinator, ListedGroup,
+};
 use crate::messages::{
     AppendRequest, ListedOffset, NewTopic, ProduceResult, ReadBatch, ReadResult, Reply, Request,
     TopicError, WaitRequest,
@@ -74,6 +77,8 @@ pub struct Shard {
     pub(crate) stopping: Notify,
     pub(crate) closing: Cell<bool>,
     pub(crate) clock: Rc<dyn Clock>,
+    /// The consumer groups this shard coordinates.
+    pub(crate) groups: GroupCoordinator,
 }
 
 impl Shard {
@@ -88,6 +93,9 @@ impl Shard {
         initial_topics: Option<Arc<TopicTable>>,
     ) -> Rc<Shard> {
         let (router, receivers) = Router::connect(id, links).await;
+        let clock: Rc<dyn Clock> = Rc::new(SystemClock);
+        let groups =
+            GroupCoordinator::new(id, count, &config, GroupConfig::default(), clock.clone());
         let shard = Rc::new(Shard {
             id,
             count,
@@ -102,7 +110,8 @@ impl Shard {
             gate: glommio::sync::Gate::new(),
             stopping: Notify::default(),
             closing: Cell::new(false),
-            clock: Rc::new(SystemClock),
+            clock,
+            groups,
         });
         for (_, receiver) in receivers {
             glommio::spawn_local(shard.clone().serve_peer(receiver)).detach();
@@ -117,6 +126,10 @@ impl Shard {
             }
             shard.table_applied.changed_since(seen).await;
         }
+        if let Err(e) = shard.groups.load().await {
+            tracing::error!(shard = id, "loading committed offsets failed: {e}");
+        }
+        glommio::spawn_local(shard.clone().group_timer_loop()).detach();
         glommio::spawn_local(shard.clone().retention_loop()).detach();
         glommio::spawn_local(shard.clone().flush_loop()).detach();
         shard
@@ -268,6 +281,52 @@ impl Shard {
         }
     }
 
+    /// Runs one call on the shard that coordinates `group_id`.
+    pub async fn group_call(&self, group_id: &str, call: GroupCall) -> GroupAnswer {
+        let owner = coordinator_shard(group_id, self.groups.config(), self.count);
+        if owner == self.id {
+            return futures_lite::future::or(self.groups.handle(group_id, call), async {
+                self.until_stopping().await;
+                GroupAnswer::Error(ResponseError::CoordinatorNotAvailable)
+            })
+            .await;
+        }
+        let request = Request::Group {
+            group_id: group_id.to_string(),
+            call,
+        };
+        match self.call(owner, request).await {
+            Some(Reply::Group(answer)) => answer,
+            _ => GroupAnswer::Error(ResponseError::CoordinatorNotAvailable),
+        }
+    }
+
+    /// Every group of every shard (ListGroups).
+    pub async fn list_groups(&self) -> Vec<ListedGroup> {
+        let mut all = self.groups.list();
+        for peer in (0..self.count).filter(|s| *s != self.id) {
+            if let Some(Reply::ListGroups(groups)) = self.call(peer, Request::ListGroups).await {
+                all.extend(groups);
+            }
+        }
+        all
+    }
+
+    /// Drives the group coordinator's timers (session timeouts, rebalance deadlines).
+    async fn group_timer_loop(self: Rc<Self>) {
+        loop {
+            futures_lite::future::or(
+                glommio::timer::sleep(crate::group_coordinator::TIMER_INTERVAL),
+                self.until_stopping(),
+            )
+            .await;
+            if self.closing.get() {
+                return;
+            }
+            self.groups.tick();
+        }
+    }
+
     /// A pass for one request; `None` once shutdown has begun. Hold it until the response
     /// is written.
     pub fn enter(&self) -> Option<glommio::sync::Pass> {
@@ -302,6 +361,7 @@ impl Shard {
                 "waiting for requests in progress failed: {e}"
             );
         }
+        self.groups.close().await;
         let partitions: Vec<_> = self.partitions.borrow_mut().drain().collect();
         for ((topic, partition), p) in partitions {
             if let Err(e) = p.log.close().await {
@@ -389,6 +449,10 @@ impl Shard {
                 self.apply(table).await;
                 Reply::Applied
             }
+            Request::Group { group_id, call } => {
+                Reply::Group(self.groups.handle(&group_id, call).await)
+            }
+            Request::ListGroups => Reply::ListGroups(self.groups.list()),
         }
     }
 

@@ -12,13 +12,24 @@ use crate::zero_copy::FetchSegment;
 
 pub mod api_versions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 /// The APIs Spate serves, with the version ranges Kafka 4.0 serves for them.
 pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
@@ -31,6 +42,17 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
@@ -44,6 +66,8 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
 pub struct Context {
     pub shard: Rc<Shard>,
     pub header: RequestHeader,
+    /// The request's client id; only JoinGroup keeps it (DescribeGroups shows it).
+    pub client_id: String,
 }
 
 impl Context {
@@ -104,12 +128,15 @@ pub async fn dispatch(
             what: "request header",
             reason: e.to_string(),
         })?;
-    // The client id is a slice of the frame; nothing uses it, and it would keep the frame
-    // shared.
-    header.client_id = None;
+    // The client id is a slice of the frame; it would keep the frame shared.
+    let client_id = match header.client_id.take() {
+        Some(id) if api == ApiKey::JoinGroup => id.to_string(),
+        _ => String::new(),
+    };
     let ctx = Context {
         shard: shard.clone(),
         header,
+        client_id,
     };
     match api {
         ApiKey::ApiVersions => respond(
@@ -150,6 +177,50 @@ pub async fn dispatch(
         ApiKey::DescribeConfigs => respond(
             &ctx,
             describe_configs::handle(&ctx, decode(&mut frame, version)?),
+        ),
+        ApiKey::FindCoordinator => respond(
+            &ctx,
+            find_coordinator::handle(&ctx, decode(&mut frame, version)?),
+        ),
+        ApiKey::JoinGroup => respond(
+            &ctx,
+            join_group::handle(&ctx, decode(&mut frame, version)?).await,
+        ),
+        ApiKey::SyncGroup => respond(
+            &ctx,
+            sync_group::handle(&ctx, decode(&mut frame, version)?).await,
+        ),
+        ApiKey::Heartbeat => respond(
+            &ctx,
+            heartbeat::handle(&ctx, decode(&mut frame, version)?).await,
+        ),
+        ApiKey::LeaveGroup => respond(
+            &ctx,
+            leave_group::handle(&ctx, decode(&mut frame, version)?).await,
+        ),
+        ApiKey::OffsetCommit => respond(
+            &ctx,
+            offset_commit::handle(&ctx, decode(&mut frame, version)?).await,
+        ),
+        ApiKey::OffsetFetch => respond(
+            &ctx,
+            offset_fetch::handle(&ctx, decode(&mut frame, version)?).await,
+        ),
+        ApiKey::ListGroups => respond(
+            &ctx,
+            list_groups::handle(&ctx, decode(&mut frame, version)?).await,
+        ),
+        ApiKey::DescribeGroups => respond(
+            &ctx,
+            describe_groups::handle(&ctx, decode(&mut frame, version)?).await,
+        ),
+        ApiKey::DeleteGroups => respond(
+            &ctx,
+            delete_groups::handle(&ctx, decode(&mut frame, version)?).await,
+        ),
+        ApiKey::OffsetDelete => respond(
+            &ctx,
+            offset_delete::handle(&ctx, decode(&mut frame, version)?).await,
         ),
         _ => Err(RequestError::UnknownApi(raw_key)),
     }

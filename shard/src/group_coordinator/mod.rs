@@ -1,0 +1,799 @@
+//! The group coordinator: consumer group membership (`group`) and committed offsets
+//! (`offsets`), one instance per shard.
+//!
+//! A group belongs to a coordinator partition, `abs(java_hash(group_id)) %
+//! offsets.topic.num.partitions` as in Kafka, and that partition to a shard (`placement`,
+//! as any partition). Every request for a group runs on that shard, so a group's state is
+//! touched by one thread only. Offsets are appended to the coordinator partition's log
+//! under `<log.dir>/__consumer_offsets/<partition>/` before they are acknowledged, and
+//! replayed when the shard starts. Membership is kept in memory only: after a restart
+//! members rejoin (their next heartbeat gets UNKNOWN_MEMBER_ID), as after a Kafka
+//! coordinator move without the group metadata record.
+
+pub mod group;
+pub mod offsets;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use glommio::channels::local_channel::{self, LocalSender};
+use kafka_protocol::ResponseError;
+use spate_core::config::BrokerConfig;
+use spate_core::record_batch::{build_batch, split};
+use spate_core::topic_config::TopicConfig;
+use spate_log::{Clock, LogConfig, PartitionLog};
+
+pub use group::{
+    GroupLimits, GroupState, JoinArgs, JoinResult, JoinedMember, MemberDescription, SyncResult,
+};
+pub use offsets::Committed;
+
+use crate::placement::owner_shard;
+use crate::topic_config::topic_settings;
+use group::{Delivery, Group, Reply};
+use offsets::{batch_values, OffsetRecord, OffsetTable};
+
+/// The directory (under the log dir) holding the coordinator partitions' logs. Kafka's
+/// internal topic name; it has no `-` so the topic scan of the log dir passes over it.
+pub const OFFSETS_DIR: &str = "__consumer_offsets";
+
+/// How often the coordinator looks for expired sessions and rebalance deadlines: the
+/// precision of session.timeout.ms and rebalance.timeout.ms.
+pub const TIMER_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The group settings of the broker. Kafka's defaults; `group.max.size` is bounded (Kafka's
+/// default is unbounded) so a runaway client cannot grow one group without limit.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupConfig {
+    pub limits: GroupLimits,
+    /// `offsets.topic.num.partitions`
+    pub offsets_partitions: i32,
+    /// `offset.metadata.max.bytes`
+    pub offset_metadata_max_bytes: usize,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            limits: GroupLimits::default(),
+            offsets_partitions: 50,
+            offset_metadata_max_bytes: 4096,
+        }
+    }
+}
+
+/// The coordinator partition of a group: Kafka's `Utils.abs(groupId.hashCode) % n`, with
+/// Java's `String.hashCode` over UTF-16 code units, so a group lands where Kafka puts it.
+pub fn coordinator_partition(group_id: &str, partitions: i32) -> i32 {
+    let hash = group_id.encode_utf16().fold(0i32, |h, unit| {
+        h.wrapping_mul(31).wrapping_add(i32::from(unit))
+    });
+    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
+    abs % partitions.max(1)
+}
+
+/// The shard that coordinates a group.
+pub fn coordinator_shard(group_id: &str, config: &GroupConfig, shards: usize) -> usize {
+    let partition = coordinator_partition(group_id, config.offsets_partitions);
+    owner_shard(OFFSETS_DIR, partition, shards)
+}
+
+/// One partition's commit in an OffsetCommit.
+#[derive(Debug, Clone)]
+pub struct CommitOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// Topic and partitions named by OffsetFetch and OffsetDelete.
+pub type TopicPartitions = Vec<(String, Vec<i32>)>;
+
+/// A request for one group (crosses shards).
+#[derive(Debug)]
+pub enum GroupCall {
+    Join(JoinArgs),
+    Sync {
+        member_id: String,
+        instance_id: Option<String>,
+        generation: i32,
+        protocol_type: Option<String>,
+        protocol_name: Option<String>,
+        assignments: Vec<(String, Bytes)>,
+    },
+    Heartbeat {
+        member_id: String,
+        instance_id: Option<String>,
+        generation: i32,
+    },
+    /// (member id, instance id) per leaving member.
+    Leave(Vec<(String, Option<String>)>),
+    Commit {
+        member_id: String,
+        instance_id: Option<String>,
+        generation: i32,
+        offsets: Vec<CommitOffset>,
+    },
+    /// `None`: every partition the group has an offset for.
+    FetchOffsets(Option<TopicPartitions>),
+    Describe,
+    Delete,
+    DeleteOffsets(TopicPartitions),
+}
+
+/// A group's answer. `Error` answers any call when the coordinator cannot serve it.
+#[derive(Debug)]
+pub enum GroupAnswer {
+    Join(JoinResult),
+    Sync(Result<SyncResult, ResponseError>),
+    Heartbeat(Result<(), ResponseError>),
+    Leave(Vec<Result<(), ResponseError>>),
+    /// One result per committed partition, in order.
+    Commit(Vec<Result<(), ResponseError>>),
+    /// (topic, partition, committed) per partition asked for (or held).
+    Offsets(Vec<(String, i32, Option<Committed>)>),
+    Describe(GroupDescription),
+    Delete(Result<(), ResponseError>),
+    DeleteOffsets(Result<Vec<Result<(), ResponseError>>, ResponseError>),
+    Error(ResponseError),
+}
+
+/// DescribeGroups' view of a group. A group Spate does not know is `Dead` with no members,
+/// as in Kafka.
+#[derive(Debug, Clone)]
+pub struct GroupDescription {
+    pub state: &'static str,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub members: Vec<MemberDescription>,
+}
+
+/// ListGroups' view of a group.
+#[derive(Debug, Clone)]
+pub struct ListedGroup {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub state: &'static str,
+}
+
+type MemberKey = (String, String);
+
+pub struct GroupCoordinator {
+    shard: usize,
+    shards: usize,
+    config: GroupConfig,
+    dir: PathBuf,
+    log_config: LogConfig,
+    clock: Rc<dyn Clock>,
+    groups: RefCell<HashMap<String, Group>>,
+    offsets: RefCell<OffsetTable>,
+    logs: RefCell<HashMap<i32, Rc<PartitionLog>>>,
+    /// Serializes creating a coordinator partition's log.
+    opening: glommio::sync::Semaphore,
+    joins: RefCell<HashMap<MemberKey, LocalSender<JoinResult>>>,
+    syncs: RefCell<HashMap<MemberKey, LocalSender<Result<SyncResult, ResponseError>>>>,
+    loaded: Cell<bool>,
+}
+
+impl GroupCoordinator {
+    pub fn new(
+        shard: usize,
+        shards: usize,
+        broker: &BrokerConfig,
+        config: GroupConfig,
+        clock: Rc<dyn Clock>,
+    ) -> GroupCoordinator {
+        let mut log_config = topic_settings(broker, &TopicConfig::default()).log;
+        // No compaction yet: deleting old segments would lose offsets.
+        log_config.retention_ms = -1;
+        log_config.retention_bytes = -1;
+        GroupCoordinator {
+            shard,
+            shards,
+            config,
+            dir: broker.log_dir.join(OFFSETS_DIR),
+            log_config,
+            clock,
+            groups: RefCell::new(HashMap::new()),
+            offsets: RefCell::new(OffsetTable::default()),
+            logs: RefCell::new(HashMap::new()),
+            opening: glommio::sync::Semaphore::new(1),
+            joins: RefCell::new(HashMap::new()),
+            syncs: RefCell::new(HashMap::new()),
+            loaded: Cell::new(false),
+        }
+    }
+
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    fn owns_partition(&self, partition: i32) -> bool {
+        owner_shard(OFFSETS_DIR, partition, self.shards) == self.shard
+    }
+
+    /// Opens the coordinator partitions this shard owns that exist on disk and replays
+    /// their offsets. Until it is done, calls get COORDINATOR_LOAD_IN_PROGRESS.
+    pub async fn load(&self) -> Result<(), String> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.loaded.set(true);
+                return Ok(());
+            }
+            Err(e) => return Err(format!("cannot read {}: {e}", self.dir.display())),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("cannot read {}: {e}", self.dir.display()))?;
+            let Some(partition) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if !self.owns_partition(partition) {
+                continue;
+            }
+            let log = self.log(partition).await.map_err(|e| e.to_string())?;
+            let records = self.replay(partition, &log).await?;
+            tracing::info!(
+                shard = self.shard,
+                "replayed {records} offset records of {OFFSETS_DIR}/{partition}"
+            );
+        }
+        self.loaded.set(true);
+        Ok(())
+    }
+
+    async fn replay(&self, partition: i32, log: &PartitionLog) -> Result<usize, String> {
+        let what = format!("{OFFSETS_DIR}/{partition}");
+        let mut offset = log.log_start_offset();
+        let end = log.log_end_offset();
+        let mut count = 0;
+        while offset < end {
+            let slice = log
+                .read(offset, 1 << 20, i64::MAX, true)
+                .await
+                .map_err(|e| format!("reading {what}: {e}"))?;
+            if slice.len == 0 {
+                break;
+            }
+            let bytes = slice
+                .file
+                .read_at(slice.position, slice.len)
+                .await
+                .map_err(|e| format!("reading {what}: {e}"))?;
+            for batch in split(&bytes) {
+                let (_, header, batch) = batch.map_err(|e| format!("{what}: {e}"))?;
+                offset = header.last_offset() + 1;
+                let values = match batch_values(batch) {
+                    Ok(values) => values,
+                    Err(e) => {
+                        tracing::warn!("{what} at offset {}: {e}; skipped", header.base_offset);
+                        continue;
+                    }
+                };
+                for (delta, value) in values.into_iter().enumerate() {
+                    match OffsetRecord::decode(value) {
+                        Ok(record) => {
+                            self.offsets
+                                .borrow_mut()
+                                .apply(record, header.base_offset + delta as i64);
+                            count += 1;
+                        }
+                        Err(e) => tracing::warn!(
+                            "{what} at offset {}: {e}; skipped",
+                            header.base_offset + delta as i64
+                        ),
+                    }
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    /// The log of coordinator partition `partition`, opened (created) on first use.
+    async fn log(&self, partition: i32) -> Result<Rc<PartitionLog>, ResponseError> {
+        if let Some(log) = self.logs.borrow().get(&partition) {
+            return Ok(log.clone());
+        }
+        let _permit = self
+            .opening
+            .acquire_permit(1)
+            .await
+            .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
+        if let Some(log) = self.logs.borrow().get(&partition) {
+            return Ok(log.clone());
+        }
+        let dir = self.dir.join(partition.to_string());
+        let log = PartitionLog::open(&dir, self.log_config.clone(), self.clock.clone())
+            .await
+            .map_err(|e| {
+                tracing::error!("cannot open {}: {e}", dir.display());
+                ResponseError::CoordinatorNotAvailable
+            })?;
+        self.logs.borrow_mut().insert(partition, log.clone());
+        Ok(log)
+    }
+
+    /// Appends offset records for `group`; returns the log offset of the first.
+    async fn append(&self, group: &str, records: &[OffsetRecord]) -> Result<i64, ResponseError> {
+        let partition = coordinator_partition(group, self.config.offsets_partitions);
+        let log = self.log(partition).await?;
+        let values: Vec<Vec<u8>> = records.iter().map(OffsetRecord::encode).collect();
+        let batch = build_batch(self.clock.now_ms(), &values);
+        match log.append(BytesMut::from(&batch[..]), 0).await {
+            Ok(info) => {
+                log.set_high_watermark(info.last_offset + 1);
+                Ok(info.base_offset)
+            }
+            Err(e) => {
+                tracing::error!("appending to {OFFSETS_DIR}/{partition} failed: {e}");
+                // Kafka answers a failed offsets append as a coordinator problem, so the
+                // client retries.
+                Err(ResponseError::CoordinatorNotAvailable)
+            }
+        }
+    }
+
+    /// Flushes and closes the logs (shutdown).
+    pub async fn close(&self) {
+        let logs: Vec<_> = self.logs.borrow_mut().drain().collect();
+        for (partition, log) in logs {
+            if let Err(e) = log.close().await {
+                tracing::error!("closing {OFFSETS_DIR}/{partition} failed: {e}");
+            }
+        }
+    }
+
+    /// Serves one call for `group_id` (this shard must be its coordinator).
+    pub async fn handle(&self, group_id: &str, call: GroupCall) -> GroupAnswer {
+        if !self.loaded.get() {
+            return GroupAnswer::Error(ResponseError::CoordinatorLoadInProgress);
+        }
+        let now = self.clock.now_ms();
+        match call {
+            GroupCall::Join(args) => GroupAnswer::Join(self.join(group_id, args, now).await),
+            GroupCall::Sync {
+                member_id,
+                instance_id,
+                generation,
+                protocol_type,
+                protocol_name,
+                assignments,
+            } => {
+                let (reply, deliveries) = match self.groups.borrow_mut().get_mut(group_id) {
+                    Some(group) => group.sync(
+                        &member_id,
+                        instance_id.as_deref(),
+                        generation,
+                        protocol_type.as_deref(),
+                        protocol_name.as_deref(),
+                        assignments,
+                        now,
+                    ),
+                    None => (Reply::Now(Err(ResponseError::UnknownMemberId)), Vec::new()),
+                };
+                let waiting = match reply {
+                    Reply::Now(result) => return GroupAnswer::Sync(result),
+                    Reply::Later { member_id } => {
+                        let (tx, rx) = local_channel::new_bounded(1);
+                        self.syncs
+                            .borrow_mut()
+                            .insert((group_id.to_string(), member_id), tx);
+                        rx
+                    }
+                };
+                self.deliver(group_id, deliveries);
+                GroupAnswer::Sync(
+                    waiting
+                        .recv()
+                        .await
+                        .unwrap_or(Err(ResponseError::UnknownMemberId)),
+                )
+            }
+            GroupCall::Heartbeat {
+                member_id,
+                instance_id,
+                generation,
+            } => GroupAnswer::Heartbeat(match self.groups.borrow_mut().get_mut(group_id) {
+                Some(group) => group.heartbeat(&member_id, instance_id.as_deref(), generation, now),
+                None => Err(ResponseError::UnknownMemberId),
+            }),
+            GroupCall::Leave(members) => {
+                let (results, deliveries) = match self.groups.borrow_mut().get_mut(group_id) {
+                    Some(group) => group.leave(&members, now),
+                    None => (
+                        vec![Err(ResponseError::UnknownMemberId); members.len()],
+                        Vec::new(),
+                    ),
+                };
+                self.deliver(group_id, deliveries);
+                GroupAnswer::Leave(results)
+            }
+            GroupCall::Commit {
+                member_id,
+                instance_id,
+                generation,
+                offsets,
+            } => GroupAnswer::Commit(
+                self.commit(
+                    group_id,
+                    &member_id,
+                    instance_id.as_deref(),
+                    generation,
+                    offsets,
+                    now,
+                )
+                .await,
+            ),
+            GroupCall::FetchOffsets(topics) => GroupAnswer::Offsets(self.fetch(group_id, topics)),
+            GroupCall::Describe => GroupAnswer::Describe(self.describe(group_id)),
+            GroupCall::Delete => GroupAnswer::Delete(self.delete(group_id).await),
+            GroupCall::DeleteOffsets(topics) => {
+                GroupAnswer::DeleteOffsets(self.delete_offsets(group_id, topics).await)
+            }
+        }
+    }
+
+    async fn join(&self, group_id: &str, args: JoinArgs, now: i64) -> JoinResult {
+        if group_id.is_empty() {
+            return JoinResult::error(ResponseError::InvalidGroupId, &args.member_id);
+        }
+        let (reply, deliveries) = {
+            let mut groups = self.groups.borrow_mut();
+            if !groups.contains_key(group_id) && !args.member_id.is_empty() {
+                return JoinResult::error(ResponseError::UnknownMemberId, &args.member_id);
+            }
+            groups
+                .entry(group_id.to_string())
+                .or_insert_with(|| Group::new(group_id, self.config.limits))
+                .join(args, now)
+        };
+        let waiting = match reply {
+            Reply::Now(result) => {
+                self.deliver(group_id, deliveries);
+                return result;
+            }
+            Reply::Later { member_id } => {
+                let (tx, rx) = local_channel::new_bounded(1);
+                self.joins
+                    .borrow_mut()
+                    .insert((group_id.to_string(), member_id.clone()), tx);
+                (rx, member_id)
+            }
+        };
+        self.deliver(group_id, deliveries);
+        let (rx, member_id) = waiting;
+        rx.recv()
+            .await
+            .unwrap_or_else(|| JoinResult::error(ResponseError::UnknownMemberId, &member_id))
+    }
+
+    fn deliver(&self, group_id: &str, deliveries: Vec<Delivery>) {
+        for delivery in deliveries {
+            match delivery {
+                Delivery::Join(member, result) => {
+                    if let Some(tx) = self
+                        .joins
+                        .borrow_mut()
+                        .remove(&(group_id.to_string(), member))
+                    {
+                        let _ = tx.try_send(result);
+                    }
+                }
+                Delivery::Sync(member, result) => {
+                    if let Some(tx) = self
+                        .syncs
+                        .borrow_mut()
+                        .remove(&(group_id.to_string(), member))
+                    {
+                        let _ = tx.try_send(result);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        offsets: Vec<CommitOffset>,
+        now: i64,
+    ) -> Vec<Result<(), ResponseError>> {
+        let checked = match self.groups.borrow_mut().get_mut(group_id) {
+            Some(group) => group.check_commit(member_id, instance_id, generation, now),
+            // A commit for a group with no members yet: only as a client (or admin) not
+            // using group management, with generation -1 (Kafka's rule).
+            None if generation < 0 => Ok(()),
+            None => Err(ResponseError::IllegalGeneration),
+        };
+        let checked = checked.and(if group_id.is_empty() {
+            Err(ResponseError::InvalidGroupId)
+        } else {
+            Ok(())
+        });
+        if let Err(e) = checked {
+            return vec![Err(e); offsets.len()];
+        }
+        let max_metadata = self.config.offset_metadata_max_bytes;
+        let mut results = Vec::with_capacity(offsets.len());
+        let mut records = Vec::with_capacity(offsets.len());
+        for o in offsets {
+            if o.metadata.as_ref().is_some_and(|m| m.len() > max_metadata) {
+                results.push(Err(ResponseError::OffsetMetadataTooLarge));
+                continue;
+            }
+            results.push(Ok(()));
+            records.push(OffsetRecord::Commit {
+                group: group_id.to_string(),
+                topic: o.topic,
+                partition: o.partition,
+                committed: Committed {
+                    offset: o.offset,
+                    leader_epoch: o.leader_epoch,
+                    metadata: o.metadata,
+                    commit_time_ms: now,
+                },
+            });
+        }
+        if records.is_empty() {
+            return results;
+        }
+        match self.append(group_id, &records).await {
+            Ok(base) => {
+                let mut table = self.offsets.borrow_mut();
+                for (i, record) in records.into_iter().enumerate() {
+                    table.apply(record, base + i as i64);
+                }
+                results
+            }
+            Err(e) => results.into_iter().map(|r| r.and(Err(e))).collect(),
+        }
+    }
+
+    fn fetch(
+        &self,
+        group_id: &str,
+        topics: Option<TopicPartitions>,
+    ) -> Vec<(String, i32, Option<Committed>)> {
+        let table = self.offsets.borrow();
+        match topics {
+            Some(topics) => topics
+                .into_iter()
+                .flat_map(|(topic, partitions)| {
+                    let table = &table;
+                    partitions.into_iter().map(move |p| {
+                        let committed = table.get(group_id, &topic, p).cloned();
+                        (topic.clone(), p, committed)
+                    })
+                })
+                .collect(),
+            None => table
+                .all(group_id)
+                .into_iter()
+                .map(|(t, p, c)| (t.to_string(), p, Some(c.clone())))
+                .collect(),
+        }
+    }
+
+    fn describe(&self, group_id: &str) -> GroupDescription {
+        match self.groups.borrow().get(group_id) {
+            Some(group) => GroupDescription {
+                state: group.state().name(),
+                protocol_type: group.protocol_type().unwrap_or_default().to_string(),
+                protocol: match group.state() {
+                    GroupState::Stable => group.protocol().unwrap_or_default().to_string(),
+                    _ => String::new(),
+                },
+                members: group.describe_members(),
+            },
+            None if self.offsets.borrow().has_group(group_id) => GroupDescription {
+                state: GroupState::Empty.name(),
+                protocol_type: String::new(),
+                protocol: String::new(),
+                members: Vec::new(),
+            },
+            None => GroupDescription {
+                state: GroupState::Dead.name(),
+                protocol_type: String::new(),
+                protocol: String::new(),
+                members: Vec::new(),
+            },
+        }
+    }
+
+    /// The groups this shard coordinates.
+    pub fn list(&self) -> Vec<ListedGroup> {
+        let groups = self.groups.borrow();
+        let mut listed: Vec<ListedGroup> = groups
+            .values()
+            .map(|g| ListedGroup {
+                group_id: g.id().to_string(),
+                protocol_type: g.protocol_type().unwrap_or_default().to_string(),
+                state: g.state().name(),
+            })
+            .collect();
+        for id in self.offsets.borrow().groups() {
+            if !groups.contains_key(id) {
+                listed.push(ListedGroup {
+                    group_id: id.clone(),
+                    protocol_type: String::new(),
+                    state: GroupState::Empty.name(),
+                });
+            }
+        }
+        listed
+    }
+
+    async fn delete(&self, group_id: &str) -> Result<(), ResponseError> {
+        let known = {
+            let groups = self.groups.borrow();
+            if groups.get(group_id).is_some_and(|g| !g.is_empty()) {
+                return Err(ResponseError::NonEmptyGroup);
+            }
+            groups.contains_key(group_id) || self.offsets.borrow().has_group(group_id)
+        };
+        if !known {
+            return Err(ResponseError::GroupIdNotFound);
+        }
+        if let Some(group) = self.groups.borrow_mut().get_mut(group_id) {
+            group.mark_dead();
+        }
+        let tombstone = OffsetRecord::DeleteGroup {
+            group: group_id.to_string(),
+        };
+        let appended = self
+            .append(group_id, std::slice::from_ref(&tombstone))
+            .await;
+        let mut groups = self.groups.borrow_mut();
+        match appended {
+            Ok(at) => {
+                groups.remove(group_id);
+                self.offsets.borrow_mut().apply(tombstone, at);
+                Ok(())
+            }
+            Err(e) => {
+                // Not deleted after all: the group comes back to life, empty.
+                groups.remove(group_id);
+                Err(e)
+            }
+        }
+    }
+
+    async fn delete_offsets(
+        &self,
+        group_id: &str,
+        topics: TopicPartitions,
+    ) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
+        let subscribed = {
+            let groups = self.groups.borrow();
+            let group = groups.get(group_id);
+            if group.is_none() && !self.offsets.borrow().has_group(group_id) {
+                return Err(ResponseError::GroupIdNotFound);
+            }
+            match group {
+                Some(g) if !g.is_empty() && g.protocol_type() == Some("consumer") => Some(
+                    g.member_metadata()
+                        .iter()
+                        .flat_map(subscribed_topics)
+                        .collect::<Vec<String>>(),
+                ),
+                Some(g) if !g.is_empty() => return Err(ResponseError::NonEmptyGroup),
+                _ => None,
+            }
+        };
+        let mut results = Vec::new();
+        let mut records = Vec::new();
+        for (topic, partitions) in topics {
+            let busy = subscribed.as_ref().is_some_and(|s| s.contains(&topic));
+            for partition in partitions {
+                if busy {
+                    results.push(Err(ResponseError::GroupSubscribedToTopic));
+                } else {
+                    results.push(Ok(()));
+                    records.push(OffsetRecord::DeleteOffset {
+                        group: group_id.to_string(),
+                        topic: topic.clone(),
+                        partition,
+                    });
+                }
+            }
+        }
+        if !records.is_empty() {
+            let base = self.append(group_id, &records).await?;
+            let mut table = self.offsets.borrow_mut();
+            for (i, record) in records.into_iter().enumerate() {
+                table.apply(record, base + i as i64);
+            }
+        }
+        Ok(results)
+    }
+
+    /// Runs the groups' timers (session expiry, rebalance deadlines) and forgets groups
+    /// that are empty and hold no offsets. Call periodically.
+    pub fn tick(&self) {
+        let now = self.clock.now_ms();
+        let mut all = Vec::new();
+        {
+            let mut groups = self.groups.borrow_mut();
+            for (id, group) in groups.iter_mut() {
+                let deliveries = group.tick(now);
+                if !deliveries.is_empty() {
+                    all.push((id.clone(), deliveries));
+                }
+            }
+            let offsets = self.offsets.borrow();
+            groups.retain(|id, g| {
+                g.state() != GroupState::Empty || !g.is_empty() || offsets.has_group(id)
+            });
+        }
+        for (id, deliveries) in all {
+            self.deliver(&id, deliveries);
+        }
+    }
+}
+
+/// The topics a consumer-protocol subscription (`ConsumerProtocolSubscription`: i16
+/// version, array of strings, ...) names; empty if it cannot be parsed.
+fn subscribed_topics(metadata: &Bytes) -> Vec<String> {
+    let mut buf = &metadata[..];
+    let mut topics = Vec::new();
+    let take = |buf: &mut &[u8], n: usize| -> Option<Vec<u8>> {
+        if buf.len() < n {
+            return None;
+        }
+        let (head, rest) = buf.split_at(n);
+        *buf = rest;
+        Some(head.to_vec())
+    };
+    let parse = |buf: &mut &[u8], topics: &mut Vec<String>| -> Option<()> {
+        take(buf, 2)?;
+        let count = i32::from_be_bytes(take(buf, 4)?.try_into().ok()?);
+        for _ in 0..count.max(0) {
+            let len = i16::from_be_bytes(take(buf, 2)?.try_into().ok()?);
+            let name = take(buf, usize::try_from(len).ok()?)?;
+            topics.push(String::from_utf8(name).ok()?);
+        }
+        Some(())
+    };
+    let _ = parse(&mut buf, &mut topics);
+    topics
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coordinator_partition_matches_kafka() {
+        // Java: "my-group".hashCode() == -1_906_497_762; abs % 50 == 12.
+        assert_eq!(coordinator_partition("my-group", 50), 12);
+        assert_eq!(coordinator_partition("", 50), 0);
+        for g in ["a", "group-1", "ünïcode", "x".repeat(300).as_str()] {
+            let p = coordinator_partition(g, 50);
+            assert!((0..50).contains(&p));
+        }
+    }
+
+    #[test]
+    fn subscription_topics_are_parsed_and_garbage_is_ignored() {
+        let mut m = vec![0u8, 1, 0, 0, 0, 2];
+        for t in ["orders", "users"] {
+            m.extend((t.len() as i16).to_be_bytes());
+            m.extend(t.as_bytes());
+        }
+        m.extend([0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(subscribed_topics(&Bytes::from(m)), vec!["orders", "users"]);
+        assert!(subscribed_topics(&Bytes::from_static(&[0, 1, 0x7f, 0xff, 0xff, 0xff])).is_empty());
+    }
+}
