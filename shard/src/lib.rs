@@ -16,6 +16,7 @@ mod maintenance;
 pub mod messages;
 mod notify;
 mod partition;
+pub mod partition_admin;
 pub mod placement;
 mod router;
 pub mod shard;

@@ -9,6 +9,7 @@ use kafka_protocol::ResponseError;
 use spate_core::topic_config::TopicConfig;
 
 use crate::group_coordinator::{GroupAnswer, GroupCall, ListedGroup};
+use crate::partition_admin::{PartitionAnswer, PartitionQuery, TopicChange};
 use crate::topics::{TopicInfo, TopicTable};
 
 /// A topic to create, as CreateTopics asks for it (partition count resolved, configs
@@ -110,6 +111,11 @@ pub(crate) enum Request {
         names: Vec<String>,
     },
     Apply(Arc<TopicTable>),
+    PartitionQueries(Vec<PartitionQuery>),
+    TopicChanges {
+        changes: Vec<TopicChange>,
+        validate_only: bool,
+    },
     Group {
         group_id: String,
         call: GroupCall,
@@ -125,6 +131,8 @@ pub(crate) enum Reply {
     CreateTopics(Vec<Result<TopicInfo, TopicError>>),
     DeleteTopics(Vec<Result<(), TopicError>>),
     Applied,
+    PartitionAnswers(Vec<Result<PartitionAnswer, ResponseError>>),
+    TopicChanges(Vec<Result<(), TopicError>>),
     Group(GroupAnswer),
     ListGroups(Vec<ListedGroup>),
 }

@@ -449,6 +449,13 @@ impl Shard {
                 self.apply(table).await;
                 Reply::Applied
             }
+            Request::PartitionQueries(queries) => {
+                Reply::PartitionAnswers(self.query_local(queries).await)
+            }
+            Request::TopicChanges {
+                changes,
+                validate_only,
+            } => Reply::TopicChanges(self.controller_change(changes, validate_only).await),
             Request::Group { group_id, call } => {
                 Reply::Group(self.groups.handle(&group_id, call).await)
             }
@@ -518,6 +525,7 @@ impl Shard {
     /// whose topic is gone.
     pub(crate) async fn apply(&self, table: Arc<TopicTable>) {
         *self.topics.borrow_mut() = table.clone();
+        self.apply_topic_configs(&table);
         let gone: Vec<_> = self
             .partitions
             .borrow()

@@ -95,7 +95,7 @@ fn broker_entries(ctx: &Context, name: &str) -> Result<Vec<ConfigEntry>, (Respon
 }
 
 /// The broker keys DescribeConfigs shows: (name, value, default value, type).
-fn broker_settings(
+pub(crate) fn broker_settings(
     config: &BrokerConfig,
     shards: usize,
 ) -> Vec<(&'static str, String, String, ConfigType)> {

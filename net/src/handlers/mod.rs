@@ -10,15 +10,23 @@ use spate_shard::{Records, Shard};
 
 use crate::zero_copy::FetchSegment;
 
+pub mod alter_configs;
 pub mod api_versions;
+pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
+pub mod describe_producers;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
+pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
@@ -28,6 +36,8 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
+pub mod partition_queries;
 pub mod produce;
 pub mod sync_group;
 
@@ -42,6 +52,15 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::JoinGroup, 0, 9),
     (ApiKey::SyncGroup, 0, 5),
@@ -169,6 +188,42 @@ pub async fn dispatch(
         ApiKey::DeleteTopics => respond(
             &ctx,
             delete_topics::handle(&ctx, decode(&mut frame, version)?).await,
+        ),
+        ApiKey::OffsetForLeaderEpoch => respond(
+            &ctx,
+            offset_for_leader_epoch::handle(&ctx, decode(&mut frame, version)?).await,
+        ),
+        ApiKey::DeleteRecords => respond(
+            &ctx,
+            delete_records::handle(&ctx, decode(&mut frame, version)?).await,
+        ),
+        ApiKey::AlterConfigs => respond(
+            &ctx,
+            alter_configs::handle(&ctx, decode(&mut frame, version)?).await,
+        ),
+        ApiKey::IncrementalAlterConfigs => respond(
+            &ctx,
+            incremental_alter_configs::handle(&ctx, decode(&mut frame, version)?).await,
+        ),
+        ApiKey::DescribeLogDirs => respond(
+            &ctx,
+            describe_log_dirs::handle(&ctx, decode(&mut frame, version)?).await,
+        ),
+        ApiKey::CreatePartitions => respond(
+            &ctx,
+            create_partitions::handle(&ctx, decode(&mut frame, version)?).await,
+        ),
+        ApiKey::ElectLeaders => respond(
+            &ctx,
+            elect_leaders::handle(&ctx, decode(&mut frame, version)?),
+        ),
+        ApiKey::DescribeProducers => respond(
+            &ctx,
+            describe_producers::handle(&ctx, decode(&mut frame, version)?).await,
+        ),
+        ApiKey::DescribeCluster => respond(
+            &ctx,
+            describe_cluster::handle(&ctx, decode(&mut frame, version)?),
         ),
         ApiKey::InitProducerId => respond(
             &ctx,
