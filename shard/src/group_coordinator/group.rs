@@ -256,8 +256,9 @@ impl Group {
         self.members.is_empty()
     }
 
-    pub fn member_count(&self) -> usize {
-        self.members.len()
+    /// No members, none on the way (KIP-394 ids handed out), nothing going on.
+    pub fn is_idle(&self) -> bool {
+        self.state == GroupState::Empty && self.members.is_empty() && self.pending.is_empty()
     }
 
     pub fn has_member(&self, member_id: &str) -> bool {

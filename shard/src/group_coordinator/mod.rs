@@ -733,9 +733,7 @@ impl GroupCoordinator {
                 }
             }
             let offsets = self.offsets.borrow();
-            groups.retain(|id, g| {
-                g.state() != GroupState::Empty || !g.is_empty() || offsets.has_group(id)
-            });
+            groups.retain(|id, g| !g.is_idle() || offsets.has_group(id));
         }
         for (id, deliveries) in all {
             self.deliver(&id, deliveries);
@@ -773,6 +771,115 @@ fn subscribed_topics(metadata: &Bytes) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use spate_log::ManualClock;
+
+    fn join_args(member_id: &str) -> JoinArgs {
+        JoinArgs {
+            member_id: member_id.to_string(),
+            instance_id: None,
+            client_id: "c".into(),
+            client_host: String::new(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 30_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from_static(b"m"))],
+            require_known_member_id: true,
+        }
+    }
+
+    #[test]
+    fn a_join_waits_for_the_rebalance_and_commits_are_replayed_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut broker = BrokerConfig::default();
+        broker.log_dir = dir.path().to_path_buf();
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(512 << 10)
+            .make()
+            .unwrap()
+            .run(async move {
+                let clock = Rc::new(ManualClock::new(1_000));
+                let c = GroupCoordinator::new(0, 1, &broker, GroupConfig::default(), clock.clone());
+                c.load().await.unwrap();
+                let GroupAnswer::Join(first) = c.handle("g", GroupCall::Join(join_args(""))).await
+                else {
+                    panic!("expected a join answer")
+                };
+                assert_eq!(first.error, Some(ResponseError::MemberIdRequired));
+                let member = first.member_id.clone();
+                let join = c.handle("g", GroupCall::Join(join_args(&member)));
+                futures_lite::pin!(join);
+                assert!(
+                    futures_lite::future::poll_once(&mut join).await.is_none(),
+                    "the initial delay holds the join"
+                );
+                clock.set(1_000 + 3_000);
+                c.tick();
+                let GroupAnswer::Join(joined) = join.await else {
+                    panic!("expected a join answer")
+                };
+                assert_eq!(joined.error, None);
+                assert_eq!(joined.generation, 1);
+                let sync = GroupCall::Sync {
+                    member_id: member.clone(),
+                    instance_id: None,
+                    generation: 1,
+                    protocol_type: None,
+                    protocol_name: None,
+                    assignments: vec![(member.clone(), Bytes::from_static(b"a"))],
+                };
+                assert!(matches!(
+                    c.handle("g", sync).await,
+                    GroupAnswer::Sync(Ok(_))
+                ));
+                let offsets = (0..3)
+                    .map(|p| CommitOffset {
+                        topic: "t".into(),
+                        partition: p,
+                        offset: 10 + i64::from(p),
+                        leader_epoch: -1,
+                        metadata: Some("x".repeat(if p == 2 { 5_000 } else { 1 })),
+                    })
+                    .collect();
+                let commit = GroupCall::Commit {
+                    member_id: member.clone(),
+                    instance_id: None,
+                    generation: 1,
+                    offsets,
+                };
+                let GroupAnswer::Commit(results) = c.handle("g", commit).await else {
+                    panic!("expected commit results")
+                };
+                assert_eq!(
+                    results,
+                    vec![Ok(()), Ok(()), Err(ResponseError::OffsetMetadataTooLarge)]
+                );
+                c.close().await;
+
+                let c = GroupCoordinator::new(0, 1, &broker, GroupConfig::default(), clock);
+                c.load().await.unwrap();
+                let GroupAnswer::Offsets(offsets) =
+                    c.handle("g", GroupCall::FetchOffsets(None)).await
+                else {
+                    panic!("expected offsets")
+                };
+                let offsets: Vec<(i32, i64)> = offsets
+                    .into_iter()
+                    .map(|(_, p, c)| (p, c.unwrap().offset))
+                    .collect();
+                assert_eq!(offsets, vec![(0, 10), (1, 11)]);
+                // The membership is not kept: the old member must rejoin.
+                let heartbeat = GroupCall::Heartbeat {
+                    member_id: member,
+                    instance_id: None,
+                    generation: 1,
+                };
+                assert!(matches!(
+                    c.handle("g", heartbeat).await,
+                    GroupAnswer::Heartbeat(Err(ResponseError::UnknownMemberId))
+                ));
+                c.close().await;
+            });
+    }
 
     #[test]
     fn coordinator_partition_matches_kafka() {
