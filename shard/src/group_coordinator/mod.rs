@@ -790,8 +790,10 @@ mod tests {
     #[test]
     fn a_join_waits_for_the_rebalance_and_commits_are_replayed_after_reopening() {
         let dir = tempfile::tempdir().unwrap();
-        let mut broker = BrokerConfig::default();
-        broker.log_dir = dir.path().to_path_buf();
+        let broker = BrokerConfig {
+            log_dir: dir.path().to_path_buf(),
+            ..BrokerConfig::default()
+        };
         glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
             .io_memory(512 << 10)
             .make()
