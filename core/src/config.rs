@@ -60,6 +60,19 @@ pub struct BrokerConfig {
     /// `unclean.leader.election.enable`: let an out-of-sync replica become leader (may lose
     /// acknowledged records) rather than wait for an in-sync one.
     pub unclean_leader_election_enable: bool,
+    /// `group.min.session.timeout.ms`: the shortest session timeout a group member may ask for.
+    pub group_min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`: the longest session timeout a group member may ask for.
+    pub group_max_session_timeout_ms: i32,
+    /// `group.max.size`: members one consumer group may hold.
+    pub group_max_size: usize,
+    /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty group
+    /// waits for more members to join.
+    pub group_initial_rebalance_delay_ms: i64,
+    /// `offsets.topic.num.partitions`: coordinator partitions groups are spread over.
+    pub offsets_topic_num_partitions: i32,
+    /// `offset.metadata.max.bytes`: the longest metadata string an offset commit may carry.
+    pub offset_metadata_max_bytes: usize,
 }
 
 impl Default for BrokerConfig {
@@ -86,6 +99,12 @@ impl Default for BrokerConfig {
             spin_before_park_us: 0,
             min_insync_replicas: 1,
             unclean_leader_election_enable: false,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_max_size: 1_000,
+            group_initial_rebalance_delay_ms: 3_000,
+            offsets_topic_num_partitions: 50,
+            offset_metadata_max_bytes: 4096,
         }
     }
 }
@@ -563,6 +582,48 @@ static KEYS: &[Key] = &[
         },
     },
     Key {
+        name: "group.min.session.timeout.ms",
+        apply: |p, f| {
+            p.cfg.group_min_session_timeout_ms = f.int(0, I32_MAX)? as i32;
+            Ok(())
+        },
+    },
+    Key {
+        name: "group.max.session.timeout.ms",
+        apply: |p, f| {
+            p.cfg.group_max_session_timeout_ms = f.int(0, I32_MAX)? as i32;
+            Ok(())
+        },
+    },
+    Key {
+        name: "group.max.size",
+        apply: |p, f| {
+            p.cfg.group_max_size = f.int(1, I32_MAX)? as usize;
+            Ok(())
+        },
+    },
+    Key {
+        name: "group.initial.rebalance.delay.ms",
+        apply: |p, f| {
+            p.cfg.group_initial_rebalance_delay_ms = f.int(0, I32_MAX)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "offsets.topic.num.partitions",
+        apply: |p, f| {
+            p.cfg.offsets_topic_num_partitions = f.int(1, I32_MAX)? as i32;
+            Ok(())
+        },
+    },
+    Key {
+        name: "offset.metadata.max.bytes",
+        apply: |p, f| {
+            p.cfg.offset_metadata_max_bytes = f.int(0, I32_MAX)? as usize;
+            Ok(())
+        },
+    },
+    Key {
         name: "io.memory.bytes",
         // glommio needs room for its rings' buffers; more than 1 GiB of pinned memory per
         // core is almost certainly a typo.
@@ -627,7 +688,13 @@ mod tests {
              min.insync.replicas: 2\n\
              unclean.leader.election.enable: true\n\
              io.memory.bytes: 4194304\n\
-             spin.before.park.us: 50\n",
+             spin.before.park.us: 50\n\
+             group.min.session.timeout.ms: 1000\n\
+             group.max.session.timeout.ms: 60000\n\
+             group.max.size: 50\n\
+             group.initial.rebalance.delay.ms: 0\n\
+             offsets.topic.num.partitions: 8\n\
+             offset.metadata.max.bytes: 100\n",
         )
         .unwrap();
         let expected = BrokerConfig {
@@ -652,6 +719,12 @@ mod tests {
             spin_before_park_us: 50,
             min_insync_replicas: 2,
             unclean_leader_election_enable: true,
+            group_min_session_timeout_ms: 1000,
+            group_max_session_timeout_ms: 60_000,
+            group_max_size: 50,
+            group_initial_rebalance_delay_ms: 0,
+            offsets_topic_num_partitions: 8,
+            offset_metadata_max_bytes: 100,
         };
         assert_eq!(cfg, expected);
     }

@@ -94,8 +94,13 @@ impl Shard {
     ) -> Rc<Shard> {
         let (router, receivers) = Router::connect(id, links).await;
         let clock: Rc<dyn Clock> = Rc::new(SystemClock);
-        let groups =
-            GroupCoordinator::new(id, count, &config, GroupConfig::default(), clock.clone());
+        let groups = GroupCoordinator::new(
+            id,
+            count,
+            &config,
+            GroupConfig::from_broker(&config),
+            clock.clone(),
+        );
         let shard = Rc::new(Shard {
             id,
             count,

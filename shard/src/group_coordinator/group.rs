@@ -50,17 +50,6 @@ pub struct GroupLimits {
     pub initial_rebalance_delay_ms: i64,
 }
 
-impl Default for GroupLimits {
-    fn default() -> Self {
-        GroupLimits {
-            min_session_timeout_ms: 6_000,
-            max_session_timeout_ms: 1_800_000,
-            max_size: 1_000,
-            initial_rebalance_delay_ms: 3_000,
-        }
-    }
-}
-
 /// A JoinGroup as the state machine sees it.
 #[derive(Debug, Clone)]
 pub struct JoinArgs {
@@ -964,8 +953,10 @@ mod tests {
 
     fn limits() -> GroupLimits {
         GroupLimits {
+            min_session_timeout_ms: 6_000,
+            max_session_timeout_ms: 1_800_000,
             max_size: 3,
-            ..GroupLimits::default()
+            initial_rebalance_delay_ms: DELAY,
         }
     }
 

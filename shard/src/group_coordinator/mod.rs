@@ -44,8 +44,7 @@ pub const OFFSETS_DIR: &str = "__consumer_offsets";
 /// precision of session.timeout.ms and rebalance.timeout.ms.
 pub const TIMER_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// The group settings of the broker. Kafka's defaults; `group.max.size` is bounded (Kafka's
-/// default is unbounded) so a runaway client cannot grow one group without limit.
+/// The group settings of the broker config (see tuning/README.md).
 #[derive(Debug, Clone, Copy)]
 pub struct GroupConfig {
     pub limits: GroupLimits,
@@ -55,12 +54,17 @@ pub struct GroupConfig {
     pub offset_metadata_max_bytes: usize,
 }
 
-impl Default for GroupConfig {
-    fn default() -> Self {
+impl GroupConfig {
+    pub fn from_broker(config: &BrokerConfig) -> GroupConfig {
         GroupConfig {
-            limits: GroupLimits::default(),
-            offsets_partitions: 50,
-            offset_metadata_max_bytes: 4096,
+            limits: GroupLimits {
+                min_session_timeout_ms: config.group_min_session_timeout_ms,
+                max_session_timeout_ms: config.group_max_session_timeout_ms,
+                max_size: config.group_max_size,
+                initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+            },
+            offsets_partitions: config.offsets_topic_num_partitions,
+            offset_metadata_max_bytes: config.offset_metadata_max_bytes,
         }
     }
 }
@@ -800,7 +804,13 @@ mod tests {
             .unwrap()
             .run(async move {
                 let clock = Rc::new(ManualClock::new(1_000));
-                let c = GroupCoordinator::new(0, 1, &broker, GroupConfig::default(), clock.clone());
+                let c = GroupCoordinator::new(
+                    0,
+                    1,
+                    &broker,
+                    GroupConfig::from_broker(&broker),
+                    clock.clone(),
+                );
                 c.load().await.unwrap();
                 let GroupAnswer::Join(first) = c.handle("g", GroupCall::Join(join_args(""))).await
                 else {
@@ -857,7 +867,8 @@ mod tests {
                 );
                 c.close().await;
 
-                let c = GroupCoordinator::new(0, 1, &broker, GroupConfig::default(), clock);
+                let c =
+                    GroupCoordinator::new(0, 1, &broker, GroupConfig::from_broker(&broker), clock);
                 c.load().await.unwrap();
                 let GroupAnswer::Offsets(offsets) =
                     c.handle("g", GroupCall::FetchOffsets(None)).await
