@@ -18,6 +18,7 @@ mod notify;
 mod partition;
 pub mod partition_admin;
 pub mod placement;
+mod producer_ids;
 mod router;
 pub mod shard;
 pub mod topic_config;

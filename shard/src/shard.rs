@@ -27,6 +27,7 @@ use crate::messages::{
 use crate::notify::Notify;
 use crate::partition::{read_slice_to_bytes, Partition};
 use crate::placement::owner_shard;
+use crate::producer_ids;
 use crate::router::{Body, Envelope, Links, Router};
 use crate::topic_config::topic_settings;
 use crate::topics::{partition_dir, TopicInfo, TopicTable};
@@ -162,17 +163,10 @@ impl Shard {
         owner_shard(topic, partition, self.count)
     }
 
-    /// A producer id for InitProducerId, unique without asking another shard: ids are
-    /// congruent to this shard's number modulo the shard count, start from the wall clock
-    /// (milliseconds times the shard count, so a restart starts above the ids handed out
-    /// before unless more than one id per millisecond was taken), and only grow.
+    /// A producer id for InitProducerId, unique without asking another shard (see
+    /// `producer_ids`).
     pub fn next_producer_id(&self) -> i64 {
-        let shards = self.count as i64;
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let from_clock = now_ms * shards + self.id as i64;
-        let next = from_clock.max(self.last_producer_id.get() + shards);
+        let next = producer_ids::next(self.id, self.count, self.last_producer_id.get());
         self.last_producer_id.set(next);
         next
     }
@@ -325,10 +319,11 @@ impl Shard {
                 self.until_stopping(),
             )
             .await;
-            if self.closing.get() {
+            // The pass keeps close() from closing the offsets logs under a tick's append.
+            let Some(_pass) = self.enter() else {
                 return;
-            }
-            self.groups.tick();
+            };
+            self.groups.tick().await;
         }
     }
 
@@ -582,6 +577,7 @@ impl Shard {
             topic.name,
             self.id
         );
+        producer_ids::note_seen(log.max_producer_id());
         // One replica: everything in the log is committed, so the high watermark is the end.
         log.set_high_watermark(log.log_end_offset());
         let p = Partition {
