@@ -138,6 +138,30 @@ pub struct MemberDescription {
     pub assignment: Bytes,
 }
 
+/// What the offsets log keeps of a group after each rebalance (Kafka's group metadata
+/// record), so a restarted broker knows its members and their assignments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSnapshot {
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol: Option<String>,
+    pub leader: Option<String>,
+    pub members: Vec<MemberSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSnapshot {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    /// Metadata for the group's protocol only (as Kafka stores it).
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
 #[derive(Debug)]
 struct Member {
     id: String,
@@ -214,6 +238,71 @@ impl Group {
             initial_delay_until_ms: None,
             initial_delay_started_ms: 0,
             sync_deadline_ms: 0,
+        }
+    }
+
+    /// A group as a snapshot left it: stable with its members (each gets a fresh session
+    /// to show it is still alive), or empty.
+    pub fn restore(id: &str, limits: GroupLimits, snapshot: GroupSnapshot, now: i64) -> Group {
+        let mut group = Group::new(id, limits);
+        group.generation = snapshot.generation;
+        group.protocol_type = snapshot.protocol_type;
+        group.protocol = snapshot.protocol;
+        group.leader = snapshot.leader;
+        let protocol = group.protocol.clone().unwrap_or_default();
+        for m in snapshot.members {
+            if let Some(instance) = &m.instance_id {
+                group
+                    .instances
+                    .insert(instance.clone(), m.member_id.clone());
+            }
+            group.members.insert(
+                m.member_id.clone(),
+                Member {
+                    id: m.member_id,
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout_ms: i64::from(m.session_timeout_ms),
+                    rebalance_timeout_ms: i64::from(m.rebalance_timeout_ms),
+                    protocol_type: group.protocol_type.clone().unwrap_or_default(),
+                    protocols: vec![(protocol.clone(), m.metadata)],
+                    assignment: m.assignment,
+                    last_heard_ms: now,
+                    awaiting_join: false,
+                    awaiting_sync: false,
+                },
+            );
+        }
+        group.state = if group.members.is_empty() {
+            GroupState::Empty
+        } else {
+            GroupState::Stable
+        };
+        group
+    }
+
+    pub fn snapshot(&self) -> GroupSnapshot {
+        let protocol = self.protocol.clone().unwrap_or_default();
+        GroupSnapshot {
+            generation: self.generation,
+            protocol_type: self.protocol_type.clone(),
+            protocol: self.protocol.clone(),
+            leader: self.leader.clone(),
+            members: self
+                .members
+                .values()
+                .map(|m| MemberSnapshot {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout_ms: m.session_timeout_ms as i32,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms as i32,
+                    metadata: m.metadata_for(&protocol),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
         }
     }
 
@@ -1053,6 +1142,25 @@ mod tests {
             assert_eq!(&r.assignment[..], expected);
         }
         (leader, follower)
+    }
+
+    #[test]
+    fn a_restored_snapshot_keeps_members_generation_and_assignments() {
+        let mut group = Group::new("g", limits());
+        let (leader, follower) = stable_pair(&mut group);
+        let snapshot = group.snapshot();
+        let now = DELAY + 1_000;
+        let mut restored = Group::restore("g", limits(), snapshot.clone(), now);
+        assert_eq!(restored.snapshot(), snapshot);
+        assert_eq!(restored.state(), GroupState::Stable);
+        assert_eq!(restored.heartbeat(&follower, None, 1, now), Ok(()));
+        let (reply, _) = restored.sync(&leader, None, 1, None, None, vec![], now);
+        assert!(matches!(reply, Reply::Now(Ok(r)) if &r.assignment[..] == b"L"));
+        // Members that never come back time out as usual.
+        assert!(restored.tick(now + 10_001).is_empty());
+        assert!(restored.is_empty());
+        assert_eq!(restored.state(), GroupState::Empty);
+        assert_eq!(restored.generation(), 2);
     }
 
     #[test]

@@ -6,9 +6,9 @@
 //! as any partition). Every request for a group runs on that shard, so a group's state is
 //! touched by one thread only. Offsets are appended to the coordinator partition's log
 //! under `<log.dir>/__consumer_offsets/<partition>/` before they are acknowledged, and
-//! replayed when the shard starts. Membership is kept in memory only: after a restart
-//! members rejoin (their next heartbeat gets UNKNOWN_MEMBER_ID), as after a Kafka
-//! coordinator move without the group metadata record.
+//! replayed when the shard starts. Each settled membership (after the leader's SyncGroup,
+//! when the group empties, when a static member takes over) goes to the same log, so a
+//! restarted broker knows its groups' members, generations and assignments.
 
 pub mod group;
 pub mod offsets;
@@ -33,7 +33,7 @@ pub use offsets::Committed;
 
 use crate::placement::owner_shard;
 use crate::topic_config::topic_settings;
-use group::{Delivery, Group, Reply};
+use group::{Delivery, Group, GroupSnapshot, Reply};
 use offsets::{batch_values, OffsetRecord, OffsetTable};
 
 /// The directory (under the log dir) holding the coordinator partitions' logs. Kafka's
@@ -232,6 +232,7 @@ impl GroupCoordinator {
             }
             Err(e) => return Err(format!("cannot read {}: {e}", self.dir.display())),
         };
+        let mut snapshots = HashMap::new();
         for entry in entries {
             let entry = entry.map_err(|e| format!("cannot read {}: {e}", self.dir.display()))?;
             let Some(partition) = entry
@@ -245,17 +246,33 @@ impl GroupCoordinator {
                 continue;
             }
             let log = self.log(partition).await.map_err(|e| e.to_string())?;
-            let records = self.replay(partition, &log).await?;
+            let records = self.replay(partition, &log, &mut snapshots).await?;
             tracing::info!(
                 shard = self.shard,
                 "replayed {records} offset records of {OFFSETS_DIR}/{partition}"
             );
         }
+        let now = self.clock.now_ms();
+        let mut groups = self.groups.borrow_mut();
+        for (id, snapshot) in snapshots {
+            groups.insert(
+                id.clone(),
+                Group::restore(&id, self.config.limits, snapshot, now),
+            );
+        }
+        drop(groups);
         self.loaded.set(true);
         Ok(())
     }
 
-    async fn replay(&self, partition: i32, log: &PartitionLog) -> Result<usize, String> {
+    /// Replays one coordinator partition: offsets into the table, the last membership
+    /// snapshot of each group into `snapshots`.
+    async fn replay(
+        &self,
+        partition: i32,
+        log: &PartitionLog,
+        snapshots: &mut HashMap<String, GroupSnapshot>,
+    ) -> Result<usize, String> {
         let what = format!("{OFFSETS_DIR}/{partition}");
         let mut offset = log.log_start_offset();
         let end = log.log_end_offset();
@@ -285,7 +302,14 @@ impl GroupCoordinator {
                 };
                 for (delta, value) in values.into_iter().enumerate() {
                     match OffsetRecord::decode(value) {
+                        Ok(OffsetRecord::GroupMetadata { group, snapshot }) => {
+                            snapshots.insert(group, snapshot);
+                            count += 1;
+                        }
                         Ok(record) => {
+                            if let OffsetRecord::DeleteGroup { group } = &record {
+                                snapshots.remove(group);
+                            }
                             self.offsets
                                 .borrow_mut()
                                 .apply(record, header.base_offset + delta as i64);
@@ -372,6 +396,7 @@ impl GroupCoordinator {
                 protocol_name,
                 assignments,
             } => {
+                let before = self.settled_state(group_id);
                 let (reply, deliveries) = match self.groups.borrow_mut().get_mut(group_id) {
                     Some(group) => group.sync(
                         &member_id,
@@ -394,6 +419,8 @@ impl GroupCoordinator {
                         rx
                     }
                 };
+                // The members learn their assignment once it is durable.
+                self.persist_if_settled(group_id, before).await;
                 self.deliver(group_id, deliveries);
                 GroupAnswer::Sync(
                     waiting
@@ -411,6 +438,7 @@ impl GroupCoordinator {
                 None => Err(ResponseError::UnknownMemberId),
             }),
             GroupCall::Leave(members) => {
+                let before = self.settled_state(group_id);
                 let (results, deliveries) = match self.groups.borrow_mut().get_mut(group_id) {
                     Some(group) => group.leave(&members, now),
                     None => (
@@ -419,6 +447,7 @@ impl GroupCoordinator {
                     ),
                 };
                 self.deliver(group_id, deliveries);
+                self.persist_if_settled(group_id, before).await;
                 GroupAnswer::Leave(results)
             }
             GroupCall::Commit {
@@ -450,6 +479,7 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return JoinResult::error(ResponseError::InvalidGroupId, &args.member_id);
         }
+        let before = self.settled_state(group_id);
         let (reply, deliveries) = {
             let mut groups = self.groups.borrow_mut();
             if !groups.contains_key(group_id) && !args.member_id.is_empty() {
@@ -463,6 +493,10 @@ impl GroupCoordinator {
         let waiting = match reply {
             Reply::Now(result) => {
                 self.deliver(group_id, deliveries);
+                if result.error.is_none() && before.0 == GroupState::Stable {
+                    // A static member took over its old member id: record the new one.
+                    self.persist(group_id).await;
+                }
                 return result;
             }
             Reply::Later { member_id } => {
@@ -723,15 +757,20 @@ impl GroupCoordinator {
         Ok(results)
     }
 
-    /// Runs the groups' timers (session expiry, rebalance deadlines) and forgets groups
-    /// that are empty and hold no offsets. Call periodically.
-    pub fn tick(&self) {
+    /// Runs the groups' timers (session expiry, rebalance deadlines), records groups that
+    /// emptied, and forgets groups that are empty and hold no offsets. Call periodically.
+    pub async fn tick(&self) {
         let now = self.clock.now_ms();
         let mut all = Vec::new();
+        let mut emptied = Vec::new();
         {
             let mut groups = self.groups.borrow_mut();
             for (id, group) in groups.iter_mut() {
+                let generation = group.generation();
                 let deliveries = group.tick(now);
+                if group.state() == GroupState::Empty && group.generation() != generation {
+                    emptied.push(id.clone());
+                }
                 if !deliveries.is_empty() {
                     all.push((id.clone(), deliveries));
                 }
@@ -741,6 +780,43 @@ impl GroupCoordinator {
         }
         for (id, deliveries) in all {
             self.deliver(&id, deliveries);
+        }
+        for id in emptied {
+            self.persist(&id).await;
+        }
+    }
+
+    /// A group's (state, generation), to tell afterwards whether a call settled it.
+    fn settled_state(&self, group_id: &str) -> (GroupState, i32) {
+        self.groups
+            .borrow()
+            .get(group_id)
+            .map_or((GroupState::Dead, -1), |g| (g.state(), g.generation()))
+    }
+
+    /// Records the group's membership if the call ended a rebalance (Stable) or emptied it.
+    async fn persist_if_settled(&self, group_id: &str, before: (GroupState, i32)) {
+        let after = self.settled_state(group_id);
+        if after != before && matches!(after.0, GroupState::Stable | GroupState::Empty) {
+            self.persist(group_id).await;
+        }
+    }
+
+    /// Appends the group's membership snapshot. A failure is logged, not answered: offsets
+    /// do not depend on it, and after a restart without it the members simply rejoin.
+    async fn persist(&self, group_id: &str) {
+        let Some(snapshot) = self.groups.borrow().get(group_id).map(Group::snapshot) else {
+            return;
+        };
+        let record = OffsetRecord::GroupMetadata {
+            group: group_id.to_string(),
+            snapshot,
+        };
+        if let Err(e) = self.append(group_id, &[record]).await {
+            tracing::warn!(
+                group = group_id,
+                "recording the group's members failed: {e:?}"
+            );
         }
     }
 }
@@ -825,7 +901,7 @@ mod tests {
                     "the initial delay holds the join"
                 );
                 clock.set(1_000 + 3_000);
-                c.tick();
+                c.tick().await;
                 let GroupAnswer::Join(joined) = join.await else {
                     panic!("expected a join answer")
                 };
@@ -880,16 +956,42 @@ mod tests {
                     .map(|(_, p, c)| (p, c.unwrap().offset))
                     .collect();
                 assert_eq!(offsets, vec![(0, 10), (1, 11)]);
-                // The membership is not kept: the old member must rejoin.
+                // The membership is back too: the member carries on in its generation.
                 let heartbeat = GroupCall::Heartbeat {
-                    member_id: member,
+                    member_id: member.clone(),
                     instance_id: None,
                     generation: 1,
                 };
                 assert!(matches!(
                     c.handle("g", heartbeat).await,
-                    GroupAnswer::Heartbeat(Err(ResponseError::UnknownMemberId))
+                    GroupAnswer::Heartbeat(Ok(()))
                 ));
+                let GroupAnswer::Describe(described) = c.handle("g", GroupCall::Describe).await
+                else {
+                    panic!("expected a description")
+                };
+                assert_eq!(described.state, "Stable");
+                assert_eq!(&described.members[0].assignment[..], b"a");
+                // Leaving empties the group; that is recorded as well.
+                assert!(matches!(
+                    c.handle("g", GroupCall::Leave(vec![(member, None)])).await,
+                    GroupAnswer::Leave(r) if r == vec![Ok(())]
+                ));
+                c.close().await;
+                let c = GroupCoordinator::new(
+                    0,
+                    1,
+                    &broker,
+                    GroupConfig::from_broker(&broker),
+                    Rc::new(ManualClock::new(1_000)),
+                );
+                c.load().await.unwrap();
+                let GroupAnswer::Describe(described) = c.handle("g", GroupCall::Describe).await
+                else {
+                    panic!("expected a description")
+                };
+                assert_eq!(described.state, "Empty");
+                assert!(described.members.is_empty());
                 c.close().await;
             });
     }

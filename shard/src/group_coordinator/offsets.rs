@@ -7,13 +7,19 @@
 //! these logs because deleting old segments would lose offsets never committed again.
 //!
 //! Record value (Spate's own layout, versioned; the record key is unused):
-//! `u8 version=0, u8 kind, str group, [str topic, i32 partition, [i64 offset, i32 epoch,
-//! nullable str metadata, i64 commit time]]` where `str` is a u16 length and bytes and a
-//! null string has length 0xFFFF. Kinds: 1 offset, 2 offset tombstone, 3 group tombstone.
+//! `u8 version=0, u8 kind, str group, ...` where `str` is a u16 length and bytes (0xFFFF:
+//! null) and `bytes` an i32 length and bytes. Kinds: 1 offset (`str topic, i32 partition,
+//! i64 offset, i32 epoch, str metadata, i64 commit time`), 2 offset tombstone (`str topic,
+//! i32 partition`), 3 group tombstone, 4 group metadata (`i32 generation, str protocol
+//! type, str protocol, str leader, i32 count, count x (str member, str instance, str client,
+//! str host, i32 session timeout, i32 rebalance timeout, bytes metadata, bytes
+//! assignment)`).
 
 use std::collections::{BTreeMap, HashMap};
 
-use bytes::{Buf, BufMut};
+use bytes::{Buf, BufMut, Bytes};
+
+use super::group::{GroupSnapshot, MemberSnapshot};
 
 /// One partition's committed position.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,12 +47,17 @@ pub enum OffsetRecord {
     DeleteGroup {
         group: String,
     },
+    GroupMetadata {
+        group: String,
+        snapshot: GroupSnapshot,
+    },
 }
 
 const VERSION: u8 = 0;
 const KIND_COMMIT: u8 = 1;
 const KIND_DELETE_OFFSET: u8 = 2;
 const KIND_DELETE_GROUP: u8 = 3;
+const KIND_GROUP_METADATA: u8 = 4;
 const NULL_STR: u16 = u16::MAX;
 
 #[derive(Debug, PartialEq)]
@@ -92,6 +103,25 @@ impl OffsetRecord {
                 out.put_u8(KIND_DELETE_GROUP);
                 put_str(&mut out, Some(group));
             }
+            OffsetRecord::GroupMetadata { group, snapshot } => {
+                out.put_u8(KIND_GROUP_METADATA);
+                put_str(&mut out, Some(group));
+                out.put_i32(snapshot.generation);
+                put_str(&mut out, snapshot.protocol_type.as_deref());
+                put_str(&mut out, snapshot.protocol.as_deref());
+                put_str(&mut out, snapshot.leader.as_deref());
+                out.put_i32(snapshot.members.len() as i32);
+                for m in &snapshot.members {
+                    put_str(&mut out, Some(&m.member_id));
+                    put_str(&mut out, m.instance_id.as_deref());
+                    put_str(&mut out, Some(&m.client_id));
+                    put_str(&mut out, Some(&m.client_host));
+                    out.put_i32(m.session_timeout_ms);
+                    out.put_i32(m.rebalance_timeout_ms);
+                    put_bytes(&mut out, &m.metadata);
+                    put_bytes(&mut out, &m.assignment);
+                }
+            }
         }
         out
     }
@@ -128,6 +158,37 @@ impl OffsetRecord {
                 partition: get_i32(&mut buf)?,
             },
             KIND_DELETE_GROUP => OffsetRecord::DeleteGroup { group },
+            KIND_GROUP_METADATA => {
+                let generation = get_i32(&mut buf)?;
+                let protocol_type = get_str(&mut buf)?;
+                let protocol = get_str(&mut buf)?;
+                let leader = get_str(&mut buf)?;
+                let count = get_i32(&mut buf)?;
+                // Each member takes at least 20 bytes: a bad count cannot allocate much.
+                let mut members = Vec::with_capacity((count.max(0) as usize).min(buf.len() / 20));
+                for _ in 0..count.max(0) {
+                    members.push(MemberSnapshot {
+                        member_id: get_str(&mut buf)?.ok_or(RecordError("null member id"))?,
+                        instance_id: get_str(&mut buf)?,
+                        client_id: get_str(&mut buf)?.unwrap_or_default(),
+                        client_host: get_str(&mut buf)?.unwrap_or_default(),
+                        session_timeout_ms: get_i32(&mut buf)?,
+                        rebalance_timeout_ms: get_i32(&mut buf)?,
+                        metadata: get_bytes(&mut buf)?,
+                        assignment: get_bytes(&mut buf)?,
+                    });
+                }
+                OffsetRecord::GroupMetadata {
+                    group,
+                    snapshot: GroupSnapshot {
+                        generation,
+                        protocol_type,
+                        protocol,
+                        leader,
+                        members,
+                    },
+                }
+            }
             _ => return Err(RecordError("unknown kind")),
         };
         Ok(record)
@@ -145,6 +206,19 @@ fn put_str(out: &mut Vec<u8>, s: Option<&str>) {
         }
         None => out.put_u16(NULL_STR),
     }
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.put_i32(bytes.len() as i32);
+    out.put_slice(bytes);
+}
+
+fn get_bytes(buf: &mut &[u8]) -> Result<Bytes, RecordError> {
+    let len = usize::try_from(get_i32(buf)?).map_err(|_| RecordError("negative length"))?;
+    need(buf, len)?;
+    let bytes = Bytes::copy_from_slice(&buf[..len]);
+    buf.advance(len);
+    Ok(bytes)
 }
 
 fn need(buf: &[u8], n: usize) -> Result<(), RecordError> {
@@ -274,6 +348,8 @@ impl OffsetTable {
             OffsetRecord::DeleteGroup { group } => {
                 self.groups.remove(&group);
             }
+            // Membership is the coordinator's business.
+            OffsetRecord::GroupMetadata { .. } => {}
         }
     }
 
@@ -339,6 +415,25 @@ mod tests {
                 partition: 0,
             },
             OffsetRecord::DeleteGroup { group: "h".into() },
+            OffsetRecord::GroupMetadata {
+                group: "g".into(),
+                snapshot: GroupSnapshot {
+                    generation: 4,
+                    protocol_type: Some("consumer".into()),
+                    protocol: Some("range".into()),
+                    leader: Some("m-1".into()),
+                    members: vec![MemberSnapshot {
+                        member_id: "m-1".into(),
+                        instance_id: Some("i".into()),
+                        client_id: "c".into(),
+                        client_host: "/127.0.0.1".into(),
+                        session_timeout_ms: 10_000,
+                        rebalance_timeout_ms: 30_000,
+                        metadata: Bytes::from_static(b"sub"),
+                        assignment: Bytes::from_static(b"asg"),
+                    }],
+                },
+            },
         ];
         let values: Vec<Vec<u8>> = records.iter().map(OffsetRecord::encode).collect();
         let batch = spate_core::record_batch::build_batch(1, &values);
@@ -356,6 +451,11 @@ mod tests {
         for cut in 0..value.len() {
             assert!(OffsetRecord::decode(&value[..cut]).is_err(), "cut at {cut}");
         }
+        // A group metadata record claiming a huge member count.
+        let mut huge = vec![0, KIND_GROUP_METADATA, 0, 1, b'g', 0, 0, 0, 1];
+        huge.extend([0xff; 6]); // three null strings
+        huge.extend(i32::MAX.to_be_bytes());
+        assert!(OffsetRecord::decode(&huge).is_err());
         assert!(OffsetRecord::decode(&[0, 9, 0, 0]).is_err());
         assert!(OffsetRecord::decode(&[1]).is_err());
     }
