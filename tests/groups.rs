@@ -269,6 +269,22 @@ fn a_member_joins_syncs_commits_and_its_offsets_survive_restarts() {
     assert_eq!(left.error_code, 0);
     assert_eq!(left.members[0].error_code, 0);
 
+    // A second group stays stable through the restart.
+    let pending = join(&mut client, "g2", "", 5).member_id.to_string();
+    let stayer = join(&mut client, "g2", &pending, 5);
+    assert_eq!(stayer.error_code, 0);
+    let synced = client.send(
+        &SyncGroupRequest::default()
+            .with_group_id(group("g2"))
+            .with_generation_id(stayer.generation_id)
+            .with_member_id(s(&pending))
+            .with_assignments(vec![SyncGroupRequestAssignment::default()
+                .with_member_id(s(&pending))
+                .with_assignment(Bytes::from_static(b"mine"))]),
+        3,
+    );
+    assert_eq!(synced.error_code, 0);
+
     broker.terminate();
     broker.launch();
     let mut client = broker.client();
@@ -277,6 +293,20 @@ fn a_member_joins_syncs_commits_and_its_offsets_survive_restarts() {
         vec![5, 6, 7, 8],
         "after a clean restart"
     );
+    // The member carries on in its generation without rejoining.
+    let beat = HeartbeatRequest::default()
+        .with_group_id(group("g2"))
+        .with_generation_id(stayer.generation_id)
+        .with_member_id(s(&pending));
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    let mut error = client.send(&beat, 3).error_code;
+    while error == ResponseError::CoordinatorLoadInProgress.code()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        error = client.send(&beat, 3).error_code;
+    }
+    assert_eq!(error, 0, "the membership survived the restart");
     // An empty group takes commits from outside group management (generation -1).
     assert_eq!(commit(&mut client, "g1", "", -1, &[(0, 50)]), vec![0]);
 
