@@ -247,6 +247,10 @@ fn a_member_joins_syncs_commits_and_its_offsets_survive_restarts() {
         "spate-tests"
     );
     assert_eq!(
+        described.groups[0].members[0].client_host.as_str(),
+        "/127.0.0.1"
+    );
+    assert_eq!(
         &described.groups[0].members[0].member_assignment[..],
         b"all four"
     );

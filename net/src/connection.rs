@@ -32,7 +32,11 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
     }
-    match serve_requests(&shard, BufReader::new(stream)).await {
+    // Kafka shows a member's host as Java prints an address: `/` and the IP.
+    let client_host = stream
+        .peer_addr()
+        .map_or_else(|_| String::new(), |a| format!("/{}", a.ip()));
+    match serve_requests(&shard, BufReader::new(stream), &client_host).await {
         Ok(()) => tracing::debug!(%peer, "connection closed by the client"),
         Err(e) => tracing::warn!(%peer, "closing connection: {e}"),
     }
@@ -41,6 +45,7 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream) {
 async fn serve_requests(
     shard: &Rc<Shard>,
     mut stream: BufReader<TcpStream>,
+    client_host: &str,
 ) -> Result<(), ConnectionError> {
     let max_size = shard.config().socket_request_max_bytes;
     while let Some(frame) = read_frame(&mut stream, max_size).await? {
@@ -48,7 +53,7 @@ async fn serve_requests(
         let Some(_pass) = shard.enter() else {
             return Ok(());
         };
-        match dispatch(shard, frame.freeze()).await? {
+        match dispatch(shard, frame.freeze(), client_host).await? {
             Some(Response::Frame(bytes)) => stream
                 .write_all(&bytes)
                 .await

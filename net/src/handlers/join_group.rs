@@ -26,8 +26,7 @@ pub async fn handle(ctx: &Context, request: JoinGroupRequest) -> JoinGroupRespon
         member_id: request.member_id.to_string(),
         instance_id: request.group_instance_id.map(|i| i.to_string()),
         client_id: ctx.client_id.clone(),
-        // The connection's address is not passed to handlers yet.
-        client_host: String::new(),
+        client_host: ctx.client_host.clone(),
         session_timeout_ms: request.session_timeout_ms,
         rebalance_timeout_ms,
         protocol_type: request.protocol_type.to_string(),

@@ -85,8 +85,10 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
 pub struct Context {
     pub shard: Rc<Shard>,
     pub header: RequestHeader,
-    /// The request's client id; only JoinGroup keeps it (DescribeGroups shows it).
+    /// The request's client id and the client's address (`/IP`); only JoinGroup keeps
+    /// them (DescribeGroups shows them).
     pub client_id: String,
+    pub client_host: String,
 }
 
 impl Context {
@@ -123,6 +125,7 @@ pub enum Response {
 pub async fn dispatch(
     shard: &Rc<Shard>,
     mut frame: Bytes,
+    client_host: &str,
 ) -> Result<Option<Response>, RequestError> {
     let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
@@ -148,14 +151,15 @@ pub async fn dispatch(
             reason: e.to_string(),
         })?;
     // The client id is a slice of the frame; it would keep the frame shared.
-    let client_id = match header.client_id.take() {
-        Some(id) if api == ApiKey::JoinGroup => id.to_string(),
-        _ => String::new(),
+    let (client_id, client_host) = match header.client_id.take() {
+        Some(id) if api == ApiKey::JoinGroup => (id.to_string(), client_host.to_string()),
+        _ => (String::new(), String::new()),
     };
     let ctx = Context {
         shard: shard.clone(),
         header,
         client_id,
+        client_host,
     };
     match api {
         ApiKey::ApiVersions => respond(
