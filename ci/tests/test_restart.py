@@ -3,7 +3,7 @@
 
 import time
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from support import (
     check_served,
@@ -18,12 +18,24 @@ PARTITIONS = 3
 
 
 def high_watermarks(bootstrap: str, topic: str) -> dict:
+    """Each partition's high watermark. UNKNOWN_TOPIC_OR_PART is retried for a few seconds, as
+    Kafka's clients treat it as retriable: a broker still opening its logs after a crash may
+    not know every partition yet."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"spate-ci-{topic}"})
+    highs = {}
+    deadline = time.monotonic() + 10
     try:
-        return {
-            p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in range(PARTITIONS)
-        }
+        for p in range(PARTITIONS):
+            while True:
+                try:
+                    highs[p] = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                    break
+                except KafkaException as e:
+                    unknown = e.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+                    if not unknown or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+        return highs
     finally:
         c.close()
 
