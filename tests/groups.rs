@@ -421,3 +421,29 @@ fn oldest_versions_encode_and_bad_session_timeouts_are_refused() {
     let listed = client.send(&ListGroupsRequest::default(), 0);
     assert!(listed.groups.iter().any(|g| g.group_id.as_str() == "g0"));
 }
+
+#[test]
+fn shutdown_does_not_wait_for_a_join_in_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = common::write_profile(dir.path(), "group.initial.rebalance.delay.ms: 600000\n");
+    let mut broker = Broker::start(2, &["--config", profile.to_str().unwrap()]);
+    let mut clients: Vec<Client> = (0..4).map(|_| broker.client()).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        // Several groups, so some are coordinated by the other shard than the connection's.
+        let request = JoinGroupRequest::default()
+            .with_group_id(group(&format!("waiting-{i}")))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(600_000)
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![
+                JoinGroupRequestProtocol::default().with_name(s("range"))
+            ]);
+        // v3: no MEMBER_ID_REQUIRED round trip; the join waits out the initial delay.
+        let (_, frame) = client.frame(&request, 3);
+        client.send_raw(&frame);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // A clean exit well before the 10-minute rebalance would end (terminate() fails the
+    // test if the broker has not exited within PATIENCE).
+    broker.terminate();
+}

@@ -284,11 +284,7 @@ impl Shard {
     pub async fn group_call(&self, group_id: &str, call: GroupCall) -> GroupAnswer {
         let owner = coordinator_shard(group_id, self.groups.config(), self.count);
         if owner == self.id {
-            return futures_lite::future::or(self.groups.handle(group_id, call), async {
-                self.until_stopping().await;
-                GroupAnswer::Error(ResponseError::CoordinatorNotAvailable)
-            })
-            .await;
+            return self.group_local(group_id, call).await;
         }
         let request = Request::Group {
             group_id: group_id.to_string(),
@@ -298,6 +294,16 @@ impl Shard {
             Some(Reply::Group(answer)) => answer,
             _ => GroupAnswer::Error(ResponseError::CoordinatorNotAvailable),
         }
+    }
+
+    /// A group call on this shard. A JoinGroup or SyncGroup may wait for a whole rebalance;
+    /// shutdown does not wait for it.
+    async fn group_local(&self, group_id: &str, call: GroupCall) -> GroupAnswer {
+        futures_lite::future::or(self.groups.handle(group_id, call), async {
+            self.until_stopping().await;
+            GroupAnswer::Error(ResponseError::CoordinatorNotAvailable)
+        })
+        .await
     }
 
     /// Every group of every shard (ListGroups).
@@ -457,7 +463,7 @@ impl Shard {
                 validate_only,
             } => Reply::TopicChanges(self.controller_change(changes, validate_only).await),
             Request::Group { group_id, call } => {
-                Reply::Group(self.groups.handle(&group_id, call).await)
+                Reply::Group(self.group_local(&group_id, call).await)
             }
             Request::ListGroups => Reply::ListGroups(self.groups.list()),
         }
