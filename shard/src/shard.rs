@@ -132,9 +132,7 @@ impl Shard {
             }
             shard.table_applied.changed_since(seen).await;
         }
-        if let Err(e) = shard.groups.load().await {
-            tracing::error!(shard = id, "loading committed offsets failed: {e}");
-        }
+        shard.groups.load().await;
         glommio::spawn_local(shard.clone().group_timer_loop()).detach();
         glommio::spawn_local(shard.clone().retention_loop()).detach();
         glommio::spawn_local(shard.clone().flush_loop()).detach();
@@ -589,7 +587,7 @@ impl Shard {
         let p = Partition {
             log,
             appended: Notify::default(),
-            max_message_bytes: settings.max_message_bytes,
+            max_message_bytes: std::cell::Cell::new(settings.max_message_bytes),
         };
         self.partitions
             .borrow_mut()

@@ -14,7 +14,7 @@ pub mod group;
 pub mod offsets;
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -182,6 +182,8 @@ pub struct GroupCoordinator {
     joins: RefCell<HashMap<MemberKey, LocalSender<JoinResult>>>,
     syncs: RefCell<HashMap<MemberKey, LocalSender<Result<SyncResult, ResponseError>>>>,
     loaded: Cell<bool>,
+    /// Coordinator partitions whose log could not be read at start.
+    failed: RefCell<HashSet<i32>>,
 }
 
 impl GroupCoordinator {
@@ -210,6 +212,7 @@ impl GroupCoordinator {
             joins: RefCell::new(HashMap::new()),
             syncs: RefCell::new(HashMap::new()),
             loaded: Cell::new(false),
+            failed: RefCell::new(HashSet::new()),
         }
     }
 
@@ -222,35 +225,36 @@ impl GroupCoordinator {
     }
 
     /// Opens the coordinator partitions this shard owns that exist on disk and replays
-    /// their offsets. Until it is done, calls get COORDINATOR_LOAD_IN_PROGRESS.
-    pub async fn load(&self) -> Result<(), String> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.loaded.set(true);
-                return Ok(());
-            }
-            Err(e) => return Err(format!("cannot read {}: {e}", self.dir.display())),
-        };
+    /// them. Until it is done, calls get COORDINATOR_LOAD_IN_PROGRESS. A partition that
+    /// cannot be read is logged and its groups answer COORDINATOR_NOT_AVAILABLE from then
+    /// on: better than serving them without their offsets (consumers would silently reset).
+    pub async fn load(&self) {
         let mut snapshots = HashMap::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| format!("cannot read {}: {e}", self.dir.display()))?;
-            let Some(partition) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            if !self.owns_partition(partition) {
-                continue;
+        match std::fs::read_dir(&self.dir) {
+            Ok(entries) => {
+                for entry in entries.flatten() {
+                    let Some(partition) = entry
+                        .file_name()
+                        .to_str()
+                        .and_then(|n| n.parse::<i32>().ok())
+                    else {
+                        continue;
+                    };
+                    if self.owns_partition(partition) {
+                        self.load_partition(partition, &mut snapshots).await;
+                    }
+                }
             }
-            let log = self.log(partition).await.map_err(|e| e.to_string())?;
-            let records = self.replay(partition, &log, &mut snapshots).await?;
-            tracing::info!(
-                shard = self.shard,
-                "replayed {records} offset records of {OFFSETS_DIR}/{partition}"
-            );
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::error!(
+                    "cannot read {}: {e}; the groups of shard {} are unavailable",
+                    self.dir.display(),
+                    self.shard
+                );
+                let owned = (0..self.config.offsets_partitions).filter(|p| self.owns_partition(*p));
+                self.failed.borrow_mut().extend(owned);
+            }
         }
         let now = self.clock.now_ms();
         let mut groups = self.groups.borrow_mut();
@@ -262,7 +266,28 @@ impl GroupCoordinator {
         }
         drop(groups);
         self.loaded.set(true);
-        Ok(())
+    }
+
+    async fn load_partition(&self, partition: i32, snapshots: &mut HashMap<String, GroupSnapshot>) {
+        let replayed = match self.log(partition).await {
+            Ok(log) => self.replay(partition, &log, snapshots).await,
+            Err(_) => Err("cannot open the log (see above)".to_string()),
+        };
+        match replayed {
+            Ok(records) => tracing::info!(
+                shard = self.shard,
+                "replayed {records} offset records of {OFFSETS_DIR}/{partition}"
+            ),
+            Err(e) => {
+                tracing::error!(
+                    "{OFFSETS_DIR}/{partition} under {}: {e}. Its groups answer \
+                     COORDINATOR_NOT_AVAILABLE until the directory is repaired or removed \
+                     (removing it loses their committed offsets)",
+                    self.dir.display()
+                );
+                self.failed.borrow_mut().insert(partition);
+            }
+        }
     }
 
     /// Replays one coordinator partition: offsets into the table, the last membership
@@ -384,6 +409,10 @@ impl GroupCoordinator {
     pub async fn handle(&self, group_id: &str, call: GroupCall) -> GroupAnswer {
         if !self.loaded.get() {
             return GroupAnswer::Error(ResponseError::CoordinatorLoadInProgress);
+        }
+        let partition = coordinator_partition(group_id, self.config.offsets_partitions);
+        if self.failed.borrow().contains(&partition) {
+            return GroupAnswer::Error(ResponseError::CoordinatorNotAvailable);
         }
         let now = self.clock.now_ms();
         match call {
@@ -887,7 +916,7 @@ mod tests {
                     GroupConfig::from_broker(&broker),
                     clock.clone(),
                 );
-                c.load().await.unwrap();
+                c.load().await;
                 let GroupAnswer::Join(first) = c.handle("g", GroupCall::Join(join_args(""))).await
                 else {
                     panic!("expected a join answer")
@@ -945,7 +974,7 @@ mod tests {
 
                 let c =
                     GroupCoordinator::new(0, 1, &broker, GroupConfig::from_broker(&broker), clock);
-                c.load().await.unwrap();
+                c.load().await;
                 let GroupAnswer::Offsets(offsets) =
                     c.handle("g", GroupCall::FetchOffsets(None)).await
                 else {
@@ -985,13 +1014,48 @@ mod tests {
                     GroupConfig::from_broker(&broker),
                     Rc::new(ManualClock::new(1_000)),
                 );
-                c.load().await.unwrap();
+                c.load().await;
                 let GroupAnswer::Describe(described) = c.handle("g", GroupCall::Describe).await
                 else {
                     panic!("expected a description")
                 };
                 assert_eq!(described.state, "Empty");
                 assert!(described.members.is_empty());
+                c.close().await;
+            });
+    }
+
+    #[test]
+    fn an_unreadable_partition_makes_its_groups_unavailable_not_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = BrokerConfig {
+            log_dir: dir.path().to_path_buf(),
+            ..BrokerConfig::default()
+        };
+        let config = GroupConfig::from_broker(&broker);
+        let bad = coordinator_partition("g", config.offsets_partitions);
+        // A file where the partition's directory should be.
+        std::fs::create_dir_all(dir.path().join(OFFSETS_DIR)).unwrap();
+        std::fs::write(dir.path().join(OFFSETS_DIR).join(bad.to_string()), b"junk").unwrap();
+        let other = (0..50)
+            .map(|i| format!("other-{i}"))
+            .find(|g| coordinator_partition(g, config.offsets_partitions) != bad)
+            .unwrap();
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(512 << 10)
+            .make()
+            .unwrap()
+            .run(async move {
+                let c = GroupCoordinator::new(0, 1, &broker, config, Rc::new(ManualClock::new(0)));
+                c.load().await;
+                assert!(matches!(
+                    c.handle("g", GroupCall::FetchOffsets(None)).await,
+                    GroupAnswer::Error(ResponseError::CoordinatorNotAvailable)
+                ));
+                assert!(matches!(
+                    c.handle(&other, GroupCall::FetchOffsets(None)).await,
+                    GroupAnswer::Offsets(o) if o.is_empty()
+                ));
                 c.close().await;
             });
     }
