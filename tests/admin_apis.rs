@@ -301,6 +301,23 @@ fn config_changes_persist_and_reach_the_running_log() {
         segment_files(&broker, "tuned") > 1,
         "no roll at segment.bytes=1048576"
     );
+    // max.message.bytes applies at once too.
+    assert_eq!(
+        incremental(
+            &mut client,
+            "tuned",
+            &[("max.message.bytes", 0, Some("1000"))]
+        )
+        .0,
+        0
+    );
+    let (code, _) = client.produce("tuned", 0, batch(&[&"w".repeat(2000)]));
+    assert_eq!(code, ResponseError::MessageTooLarge.code());
+    assert_eq!(
+        incremental(&mut client, "tuned", &[("max.message.bytes", 1, None)]).0,
+        0
+    );
+    assert_eq!(client.produce("tuned", 0, batch(&[&"w".repeat(2000)])).0, 0);
     // Errors name the key.
     let (code, message) = incremental(&mut client, "tuned", &[("no.such.config", 0, Some("1"))]);
     assert_eq!(code, ResponseError::InvalidConfig.code());

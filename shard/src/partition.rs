@@ -1,6 +1,7 @@
 //! The owner side of a partition: the log, the signal fetches wait on, and the operations a
 //! shard runs on the partitions it owns.
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -28,8 +29,8 @@ pub struct Partition {
     pub log: Rc<PartitionLog>,
     /// Fired after every append that moved the high watermark.
     pub appended: Notify,
-    /// `max.message.bytes` of the topic.
-    pub max_message_bytes: usize,
+    /// `max.message.bytes` of the topic (changed live by the config APIs).
+    pub max_message_bytes: Cell<usize>,
 }
 
 impl Partition {
@@ -38,7 +39,7 @@ impl Partition {
     pub async fn produce(&self, records: BytesMut) -> Result<ProduceResult, ResponseError> {
         for batch in record_batch::split(&records) {
             let (_, header, _) = batch.map_err(|e| e.kafka_error())?;
-            if header.total_len() > self.max_message_bytes {
+            if header.total_len() > self.max_message_bytes.get() {
                 return Err(ResponseError::MessageTooLarge);
             }
         }

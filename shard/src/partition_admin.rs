@@ -238,6 +238,7 @@ impl Shard {
             if p.log.config() != settings.log {
                 p.log.set_config(settings.log);
             }
+            p.max_message_bytes.set(settings.max_message_bytes);
         }
     }
 }
