@@ -182,6 +182,8 @@ pub struct GroupCoordinator {
     joins: RefCell<HashMap<MemberKey, LocalSender<JoinResult>>>,
     syncs: RefCell<HashMap<MemberKey, LocalSender<Result<SyncResult, ResponseError>>>>,
     loaded: Cell<bool>,
+    /// When `flush_due` last flushed.
+    last_flush_ms: Cell<i64>,
     /// Coordinator partitions whose log could not be read at start.
     failed: RefCell<HashSet<i32>>,
 }
@@ -213,6 +215,7 @@ impl GroupCoordinator {
             syncs: RefCell::new(HashMap::new()),
             loaded: Cell::new(false),
             failed: RefCell::new(HashSet::new()),
+            last_flush_ms: Cell::new(0),
         }
     }
 
@@ -813,6 +816,32 @@ impl GroupCoordinator {
         for id in emptied {
             self.persist(&id).await;
         }
+        self.flush_due(now).await;
+    }
+
+    /// `log.flush.interval.ms` for the offsets logs: a log that took commits and then went
+    /// quiet is still flushed on time (appends only flush when they arrive).
+    async fn flush_due(&self, now: i64) {
+        let Some(interval) = self.log_config.flush_ms.filter(|ms| *ms > 0) else {
+            return;
+        };
+        if now - self.last_flush_ms.get() < interval as i64 {
+            return;
+        }
+        self.last_flush_ms.set(now);
+        let logs: Vec<_> = self
+            .logs
+            .borrow()
+            .iter()
+            .map(|(p, l)| (*p, l.clone()))
+            .collect();
+        for (partition, log) in logs {
+            if log.recovery_point() < log.log_end_offset() {
+                if let Err(e) = log.flush().await {
+                    tracing::error!("flushing {OFFSETS_DIR}/{partition} failed: {e}");
+                }
+            }
+        }
     }
 
     /// A group's (state, generation), to tell afterwards whether a call settled it.
@@ -1056,6 +1085,47 @@ mod tests {
                     c.handle(&other, GroupCall::FetchOffsets(None)).await,
                     GroupAnswer::Offsets(o) if o.is_empty()
                 ));
+                c.close().await;
+            });
+    }
+
+    #[test]
+    fn quiet_offsets_logs_are_flushed_on_the_flush_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = BrokerConfig {
+            log_dir: dir.path().to_path_buf(),
+            log_flush_interval_ms: Some(1_000),
+            ..BrokerConfig::default()
+        };
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(512 << 10)
+            .make()
+            .unwrap()
+            .run(async move {
+                let clock = Rc::new(ManualClock::new(10_000));
+                let config = GroupConfig::from_broker(&broker);
+                let c = GroupCoordinator::new(0, 1, &broker, config, clock.clone());
+                c.load().await;
+                c.tick().await;
+                let commit = GroupCall::Commit {
+                    member_id: String::new(),
+                    instance_id: None,
+                    generation: -1,
+                    offsets: vec![CommitOffset {
+                        topic: "t".into(),
+                        partition: 0,
+                        offset: 1,
+                        leader_epoch: -1,
+                        metadata: None,
+                    }],
+                };
+                assert!(matches!(c.handle("g", commit).await, GroupAnswer::Commit(r) if r == vec![Ok(())]));
+                let partition = coordinator_partition("g", config.offsets_partitions);
+                let log = c.logs.borrow()[&partition].clone();
+                assert!(log.recovery_point() < log.log_end_offset(), "not flushed yet");
+                clock.set(11_000);
+                c.tick().await;
+                assert_eq!(log.recovery_point(), log.log_end_offset());
                 c.close().await;
             });
     }
