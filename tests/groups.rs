@@ -255,6 +255,14 @@ fn a_member_joins_syncs_commits_and_its_offsets_survive_restarts() {
         b"all four"
     );
     assert_eq!(described.groups[1].group_state.as_str(), "Dead");
+    let described = client.send(
+        &DescribeGroupsRequest::default().with_groups(vec![group("unknown")]),
+        6,
+    );
+    assert_eq!(
+        described.groups[0].error_code,
+        ResponseError::GroupIdNotFound.code()
+    );
 
     let refused = client.send(
         &DeleteGroupsRequest::default().with_groups_names(vec![group("g1")]),

@@ -1,5 +1,6 @@
 //! DescribeGroups: state, protocol and members (with their metadata and assignment) of
-//! each group named. An unknown group is `Dead` with no members, as in Kafka.
+//! each group named. An unknown group is `Dead` with no members, as in Kafka (v6+:
+//! GROUP_ID_NOT_FOUND).
 
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
@@ -11,6 +12,8 @@ use super::Context;
 
 /// The first version reporting members' instance ids.
 const INSTANCE_ID_VERSION: i16 = 4;
+/// From v6 an unknown group is an error (KIP-1043) rather than a `Dead` group.
+const NOT_FOUND_VERSION: i16 = 6;
 /// `authorized_operations` when the client did not ask for them.
 const OPERATIONS_OMITTED: i32 = i32::MIN;
 
@@ -31,6 +34,17 @@ pub async fn handle(ctx: &Context, request: DescribeGroupsRequest) -> DescribeGr
                 continue;
             }
         };
+        if ctx.version() >= NOT_FOUND_VERSION && description.state == "Dead" {
+            groups.push(
+                described
+                    .with_error_code(ResponseError::GroupIdNotFound.code())
+                    .with_error_message(Some(StrBytes::from_string(format!(
+                        "group {} is not known to this broker",
+                        group_id.as_str()
+                    )))),
+            );
+            continue;
+        }
         let members = description
             .members
             .into_iter()
