@@ -455,3 +455,83 @@ fn shutdown_does_not_wait_for_a_join_in_progress() {
     // test if the broker has not exited within PATIENCE).
     broker.terminate();
 }
+
+#[test]
+fn a_static_member_takes_its_place_back_without_a_rebalance() {
+    let broker = Broker::start(1, &[]);
+    let mut client = broker.client();
+    let static_join = |client: &mut Client| {
+        let request = JoinGroupRequest::default()
+            .with_group_id(group("static"))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(20_000)
+            .with_group_instance_id(Some(s("instance-1")))
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(s("range"))
+                .with_metadata(Bytes::from_static(b"subscription"))]);
+        client.send(&request, 9)
+    };
+    // A static member needs no MEMBER_ID_REQUIRED round trip.
+    let first = static_join(&mut client);
+    assert_eq!(first.error_code, 0);
+    let old = first.member_id.to_string();
+    let synced = client.send(
+        &SyncGroupRequest::default()
+            .with_group_id(group("static"))
+            .with_generation_id(first.generation_id)
+            .with_member_id(s(&old))
+            .with_group_instance_id(Some(s("instance-1")))
+            .with_protocol_type(Some(s("consumer")))
+            .with_protocol_name(Some(s("range")))
+            .with_assignments(vec![SyncGroupRequestAssignment::default()
+                .with_member_id(s(&old))
+                .with_assignment(Bytes::from_static(b"kept"))]),
+        5,
+    );
+    assert_eq!(synced.error_code, 0);
+
+    // Restarted with the same instance id: answered at once, same generation, and as the
+    // leader it is told to keep the current assignment.
+    let again = static_join(&mut client);
+    assert_eq!(again.error_code, 0);
+    assert_eq!(again.generation_id, first.generation_id);
+    assert_ne!(again.member_id.as_str(), old);
+    assert!(again.skip_assignment);
+    let fenced = client.send(
+        &HeartbeatRequest::default()
+            .with_group_id(group("static"))
+            .with_generation_id(first.generation_id)
+            .with_member_id(s(&old))
+            .with_group_instance_id(Some(s("instance-1"))),
+        4,
+    );
+    assert_eq!(fenced.error_code, ResponseError::FencedInstanceId.code());
+    let synced = client.send(
+        &SyncGroupRequest::default()
+            .with_group_id(group("static"))
+            .with_generation_id(again.generation_id)
+            .with_member_id(again.member_id.clone())
+            .with_group_instance_id(Some(s("instance-1"))),
+        5,
+    );
+    assert_eq!(&synced.assignment[..], b"kept");
+
+    // An admin removes it by instance id alone (LeaveGroup v3+).
+    let left = client.send(
+        &LeaveGroupRequest::default()
+            .with_group_id(group("static"))
+            .with_members(vec![
+                MemberIdentity::default().with_group_instance_id(Some(s("instance-1"))),
+                MemberIdentity::default().with_group_instance_id(Some(s("nobody"))),
+            ]),
+        5,
+    );
+    let errors: Vec<i16> = left.members.iter().map(|m| m.error_code).collect();
+    assert_eq!(errors, vec![0, ResponseError::UnknownMemberId.code()]);
+    let described = client.send(
+        &DescribeGroupsRequest::default().with_groups(vec![group("static")]),
+        5,
+    );
+    assert_eq!(described.groups[0].group_state.as_str(), "Empty");
+}
