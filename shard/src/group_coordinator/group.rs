@@ -447,8 +447,9 @@ impl Group {
 
     fn join_new(&mut self, args: JoinArgs, now: i64, out: &mut Vec<Delivery>) -> Reply<JoinResult> {
         if let Some(instance) = args.instance_id.clone() {
-            if let Some(old_id) = self.instances.get(&instance).cloned() {
-                return self.static_rejoin(old_id, args, now, out);
+            let known = self.instances.get(&instance).cloned();
+            if let Some(member) = known.and_then(|id| self.members.remove(&id)) {
+                return self.static_rejoin(instance, member, args, now, out);
             }
         }
         if self.members.len() + self.pending.len() >= self.limits_max_size() {
@@ -468,17 +469,14 @@ impl Group {
     /// rebalance: the point of static membership); the old id is fenced.
     fn static_rejoin(
         &mut self,
-        old_id: String,
+        instance: String,
+        mut member: Member,
         args: JoinArgs,
         now: i64,
         out: &mut Vec<Delivery>,
     ) -> Reply<JoinResult> {
-        let instance = args.instance_id.clone().expect("static member");
+        let old_id = member.id.clone();
         let new_id = format!("{}-{}", args.client_id, uuid::Uuid::new_v4());
-        let mut member = self
-            .members
-            .remove(&old_id)
-            .expect("instance maps to a member");
         if member.awaiting_join {
             out.push(Delivery::Join(
                 old_id.clone(),
@@ -1142,6 +1140,96 @@ mod tests {
             assert_eq!(&r.assignment[..], expected);
         }
         (leader, follower)
+    }
+
+    /// Random requests from a handful of clients, in any order, with time jumping around:
+    /// no panic, and the membership stays consistent with the state.
+    #[test]
+    fn random_request_sequences_keep_the_group_consistent() {
+        let mut seed: u64 = 0x5eed;
+        let mut next = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let mut group = Group::new("g", limits());
+        let mut ids: Vec<String> = vec![String::new(), "bogus".into()];
+        let mut now = 0;
+        let mut stable = 0;
+        for _ in 0..20_000 {
+            now += next(3_000) as i64;
+            // Mostly well-behaved clients (the leader, the current generation), some not.
+            let id = match (next(2), group.leader()) {
+                (0, Some(leader)) => leader.to_string(),
+                _ => ids[next(ids.len() as u64) as usize].clone(),
+            };
+            let generation = match next(4) {
+                0 => group.generation() + next(3) as i32 - 1,
+                _ => group.generation(),
+            };
+            let instance = (next(3) == 0).then(|| format!("i-{}", next(2)));
+            let out = match next(6) {
+                0 => {
+                    let mut a = args(&id, if next(2) == 0 { b"m" } else { b"n" });
+                    a.instance_id = instance;
+                    a.require_known_member_id = next(2) == 0;
+                    let (reply, out) = group.join(a, now);
+                    match reply {
+                        Reply::Now(r) => ids.push(r.member_id),
+                        Reply::Later { member_id } => ids.push(member_id),
+                    }
+                    out
+                }
+                1 => {
+                    let assignment = vec![(id.clone(), Bytes::from_static(b"a"))];
+                    let inst = instance.as_deref();
+                    group
+                        .sync(&id, inst, generation, None, None, assignment, now)
+                        .1
+                }
+                2 => {
+                    let _ = group.heartbeat(&id, instance.as_deref(), generation, now);
+                    Vec::new()
+                }
+                3 => group.leave(&[(id.clone(), instance)], now).1,
+                4 => {
+                    let _ = group.check_commit(&id, instance.as_deref(), generation, now);
+                    Vec::new()
+                }
+                _ => group.tick(now),
+            };
+            for d in out {
+                if let Delivery::Join(_, r) = d {
+                    assert!(r.error.is_some() || r.generation <= group.generation());
+                }
+            }
+            for (instance, member) in &group.instances {
+                assert!(
+                    group.members.contains_key(member),
+                    "{instance} -> missing {member}"
+                );
+            }
+            match group.state() {
+                GroupState::Empty => assert!(group.members.is_empty()),
+                GroupState::CompletingRebalance | GroupState::Stable => {
+                    stable += usize::from(group.state() == GroupState::Stable);
+                    assert!(!group.members.is_empty());
+                    assert!(group
+                        .leader()
+                        .is_some_and(|l| group.members.contains_key(l)));
+                }
+                _ => {}
+            }
+            assert!(group.members.len() + group.pending.len() <= limits().max_size);
+            if ids.len() > 64 {
+                // Keep "" and "bogus"; forget the oldest real id.
+                ids.remove(2);
+            }
+        }
+        // The sequence does exercise the whole cycle.
+        assert!(stable > 100, "stable only {stable} times");
+        assert!(group.generation() > 50, "generation {}", group.generation());
     }
 
     #[test]
