@@ -73,6 +73,8 @@ pub struct BrokerConfig {
     pub offsets_topic_num_partitions: i32,
     /// `offset.metadata.max.bytes`: the longest metadata string an offset commit may carry.
     pub offset_metadata_max_bytes: usize,
+    /// `offsets.topic.segment.bytes`: segment size of the coordinator partitions' logs.
+    pub offsets_topic_segment_bytes: u64,
 }
 
 impl Default for BrokerConfig {
@@ -105,6 +107,7 @@ impl Default for BrokerConfig {
             group_initial_rebalance_delay_ms: 3_000,
             offsets_topic_num_partitions: 50,
             offset_metadata_max_bytes: 4096,
+            offsets_topic_segment_bytes: 100 * 1024 * 1024,
         }
     }
 }
@@ -624,6 +627,13 @@ static KEYS: &[Key] = &[
         },
     },
     Key {
+        name: "offsets.topic.segment.bytes",
+        apply: |p, f| {
+            p.cfg.offsets_topic_segment_bytes = f.int(1, I32_MAX)? as u64;
+            Ok(())
+        },
+    },
+    Key {
         name: "io.memory.bytes",
         // glommio needs room for its rings' buffers; more than 1 GiB of pinned memory per
         // core is almost certainly a typo.
@@ -694,7 +704,8 @@ mod tests {
              group.max.size: 50\n\
              group.initial.rebalance.delay.ms: 0\n\
              offsets.topic.num.partitions: 8\n\
-             offset.metadata.max.bytes: 100\n",
+             offset.metadata.max.bytes: 100\n\
+             offsets.topic.segment.bytes: 1048576\n",
         )
         .unwrap();
         let expected = BrokerConfig {
@@ -725,6 +736,7 @@ mod tests {
             group_initial_rebalance_delay_ms: 0,
             offsets_topic_num_partitions: 8,
             offset_metadata_max_bytes: 100,
+            offsets_topic_segment_bytes: 1_048_576,
         };
         assert_eq!(cfg, expected);
     }

@@ -40,6 +40,13 @@ use offsets::{batch_values, OffsetRecord, OffsetTable};
 /// internal topic name; it has no `-` so the topic scan of the log dir passes over it.
 pub const OFFSETS_DIR: &str = "__consumer_offsets";
 
+/// Start-up compaction runs on a partition that replayed at least this many records...
+const COMPACT_MIN_RECORDS: usize = 1_000;
+/// ...and this many times its live entries.
+const COMPACT_RATIO: usize = 2;
+/// Records per batch of a compaction checkpoint.
+const CHECKPOINT_BATCH_RECORDS: usize = 500;
+
 /// How often the coordinator looks for expired sessions and rebalance deadlines: the
 /// precision of session.timeout.ms and rebalance.timeout.ms.
 pub const TIMER_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
@@ -197,6 +204,7 @@ impl GroupCoordinator {
         clock: Rc<dyn Clock>,
     ) -> GroupCoordinator {
         let mut log_config = topic_settings(broker, &TopicConfig::default()).log;
+        log_config.segment_bytes = broker.offsets_topic_segment_bytes;
         // No compaction yet: deleting old segments would lose offsets.
         log_config.retention_ms = -1;
         log_config.retention_bytes = -1;
@@ -273,7 +281,13 @@ impl GroupCoordinator {
 
     async fn load_partition(&self, partition: i32, snapshots: &mut HashMap<String, GroupSnapshot>) {
         let replayed = match self.log(partition).await {
-            Ok(log) => self.replay(partition, &log, snapshots).await,
+            Ok(log) => match self.replay(partition, &log, snapshots).await {
+                Ok(records) => self
+                    .compact(partition, &log, records, snapshots)
+                    .await
+                    .map(|()| records),
+                Err(e) => Err(e),
+            },
             Err(_) => Err("cannot open the log (see above)".to_string()),
         };
         match replayed {
@@ -291,6 +305,66 @@ impl GroupCoordinator {
                 self.failed.borrow_mut().insert(partition);
             }
         }
+    }
+
+    /// Start-up compaction (spate-log has no log compaction): when a replayed partition
+    /// held many more records than live entries, its live state is appended as a
+    /// checkpoint, flushed, and the log start moved to it, so the old records' segments
+    /// are deleted and the next start replays only the checkpoint and what followed.
+    /// A crash at any step leaves a log that replays to the same state.
+    async fn compact(
+        &self,
+        partition: i32,
+        log: &PartitionLog,
+        replayed: usize,
+        snapshots: &HashMap<String, GroupSnapshot>,
+    ) -> Result<(), String> {
+        let n = self.config.offsets_partitions;
+        let mut live = Vec::new();
+        {
+            let table = self.offsets.borrow();
+            for group in table.groups() {
+                if coordinator_partition(group, n) != partition {
+                    continue;
+                }
+                for (topic, p, committed) in table.all(group) {
+                    live.push(OffsetRecord::Commit {
+                        group: group.clone(),
+                        topic: topic.to_string(),
+                        partition: p,
+                        committed: committed.clone(),
+                    });
+                }
+            }
+        }
+        for (group, snapshot) in snapshots {
+            if coordinator_partition(group, n) == partition {
+                live.push(OffsetRecord::GroupMetadata {
+                    group: group.clone(),
+                    snapshot: snapshot.clone(),
+                });
+            }
+        }
+        if replayed < COMPACT_MIN_RECORDS || replayed < COMPACT_RATIO * live.len() {
+            return Ok(());
+        }
+        let what = format!("compacting {OFFSETS_DIR}/{partition}");
+        let start = log.log_end_offset();
+        for chunk in live.chunks(CHECKPOINT_BATCH_RECORDS) {
+            self.append_to(partition, chunk)
+                .await
+                .map_err(|e| format!("{what}: append failed ({e:?})"))?;
+        }
+        log.flush().await.map_err(|e| format!("{what}: {e}"))?;
+        log.delete_before(start)
+            .await
+            .map_err(|e| format!("{what}: {e}"))?;
+        tracing::info!(
+            shard = self.shard,
+            "compacted {OFFSETS_DIR}/{partition}: {replayed} records down to {}",
+            live.len()
+        );
+        Ok(())
     }
 
     /// Replays one coordinator partition: offsets into the table, the last membership
@@ -374,6 +448,8 @@ impl GroupCoordinator {
                 tracing::error!("cannot open {}: {e}", dir.display());
                 ResponseError::CoordinatorNotAvailable
             })?;
+        // Everything in it is committed: one replica.
+        log.set_high_watermark(log.log_end_offset());
         self.logs.borrow_mut().insert(partition, log.clone());
         Ok(log)
     }
@@ -381,6 +457,14 @@ impl GroupCoordinator {
     /// Appends offset records for `group`; returns the log offset of the first.
     async fn append(&self, group: &str, records: &[OffsetRecord]) -> Result<i64, ResponseError> {
         let partition = coordinator_partition(group, self.config.offsets_partitions);
+        self.append_to(partition, records).await
+    }
+
+    async fn append_to(
+        &self,
+        partition: i32,
+        records: &[OffsetRecord],
+    ) -> Result<i64, ResponseError> {
         let log = self.log(partition).await?;
         let values: Vec<Vec<u8>> = records.iter().map(OffsetRecord::encode).collect();
         let batch = build_batch(self.clock.now_ms(), &values);
@@ -1126,6 +1210,82 @@ mod tests {
                 clock.set(11_000);
                 c.tick().await;
                 assert_eq!(log.recovery_point(), log.log_end_offset());
+                c.close().await;
+            });
+    }
+
+    #[test]
+    fn start_up_compaction_drops_overwritten_commits_and_keeps_the_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = BrokerConfig {
+            log_dir: dir.path().to_path_buf(),
+            // Small segments, so the compacted prefix is whole segments and gets deleted.
+            offsets_topic_segment_bytes: 16 * 1024,
+            ..BrokerConfig::default()
+        };
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(512 << 10)
+            .make()
+            .unwrap()
+            .run(async move {
+                let config = GroupConfig::from_broker(&broker);
+                let open = || async {
+                    let clock = Rc::new(ManualClock::new(0));
+                    let c = GroupCoordinator::new(0, 1, &broker, config, clock);
+                    c.load().await;
+                    c
+                };
+                let commit = |group: &str, partition: i32, offset: i64| GroupCall::Commit {
+                    member_id: String::new(),
+                    instance_id: None,
+                    generation: -1,
+                    offsets: vec![CommitOffset {
+                        topic: format!("topic-of-{group}"),
+                        partition,
+                        offset,
+                        leader_epoch: -1,
+                        metadata: None,
+                    }],
+                };
+                let c = open().await;
+                for i in 0..1_500 {
+                    let answer = c.handle("g", commit("g", i % 3, i64::from(i))).await;
+                    assert!(matches!(answer, GroupAnswer::Commit(r) if r == vec![Ok(())]));
+                }
+                // A deleted group's offsets must not come back with the checkpoint.
+                let deleted = (0..100)
+                    .map(|i| format!("d-{i}"))
+                    .find(|g| coordinator_partition(g, 50) == coordinator_partition("g", 50))
+                    .unwrap();
+                assert!(matches!(
+                    c.handle(&deleted, commit(&deleted, 0, 1)).await,
+                    GroupAnswer::Commit(_)
+                ));
+                assert!(matches!(
+                    c.handle(&deleted, GroupCall::Delete).await,
+                    GroupAnswer::Delete(Ok(()))
+                ));
+                c.close().await;
+
+                let expect = |c: &GroupCoordinator| {
+                    let offsets = c.fetch("g", None);
+                    let got: Vec<(i32, i64)> = offsets
+                        .into_iter()
+                        .map(|(_, p, c)| (p, c.unwrap().offset))
+                        .collect();
+                    assert_eq!(got, vec![(0, 1_497), (1, 1_498), (2, 1_499)]);
+                    assert!(c.fetch(&deleted, None).is_empty());
+                };
+                let partition = coordinator_partition("g", 50);
+                let c = open().await;
+                expect(&c);
+                let log = c.logs.borrow()[&partition].clone();
+                assert!(log.log_start_offset() >= 1_500, "compacted");
+                assert!(log.segment_count() < 5, "old segments deleted");
+                drop(log);
+                c.close().await;
+                let c = open().await;
+                expect(&c);
                 c.close().await;
             });
     }
