@@ -75,6 +75,11 @@ pub struct BrokerConfig {
     pub offset_metadata_max_bytes: usize,
     /// `offsets.topic.segment.bytes`: segment size of the coordinator partitions' logs.
     pub offsets_topic_segment_bytes: u64,
+    /// `offsets.retention.minutes`: how long the committed offsets of a group without
+    /// members are kept after their last commit.
+    pub offsets_retention_minutes: i64,
+    /// `offsets.retention.check.interval.ms`: how often expired offsets are looked for.
+    pub offsets_retention_check_interval_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -108,6 +113,8 @@ impl Default for BrokerConfig {
             offsets_topic_num_partitions: 50,
             offset_metadata_max_bytes: 4096,
             offsets_topic_segment_bytes: 100 * 1024 * 1024,
+            offsets_retention_minutes: 7 * 24 * 60,
+            offsets_retention_check_interval_ms: 600_000,
         }
     }
 }
@@ -634,6 +641,20 @@ static KEYS: &[Key] = &[
         },
     },
     Key {
+        name: "offsets.retention.minutes",
+        apply: |p, f| {
+            p.cfg.offsets_retention_minutes = f.int(1, I32_MAX)?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "offsets.retention.check.interval.ms",
+        apply: |p, f| {
+            p.cfg.offsets_retention_check_interval_ms = f.int(1, i64::MAX)?;
+            Ok(())
+        },
+    },
+    Key {
         name: "io.memory.bytes",
         // glommio needs room for its rings' buffers; more than 1 GiB of pinned memory per
         // core is almost certainly a typo.
@@ -705,7 +726,9 @@ mod tests {
              group.initial.rebalance.delay.ms: 0\n\
              offsets.topic.num.partitions: 8\n\
              offset.metadata.max.bytes: 100\n\
-             offsets.topic.segment.bytes: 1048576\n",
+             offsets.topic.segment.bytes: 1048576\n\
+             offsets.retention.minutes: 60\n\
+             offsets.retention.check.interval.ms: 1000\n",
         )
         .unwrap();
         let expected = BrokerConfig {
@@ -737,6 +760,8 @@ mod tests {
             offsets_topic_num_partitions: 8,
             offset_metadata_max_bytes: 100,
             offsets_topic_segment_bytes: 1_048_576,
+            offsets_retention_minutes: 60,
+            offsets_retention_check_interval_ms: 1000,
         };
         assert_eq!(cfg, expected);
     }

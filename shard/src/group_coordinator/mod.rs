@@ -59,6 +59,10 @@ pub struct GroupConfig {
     pub offsets_partitions: i32,
     /// `offset.metadata.max.bytes`
     pub offset_metadata_max_bytes: usize,
+    /// `offsets.retention.minutes`, in ms.
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`
+    pub retention_check_interval_ms: i64,
 }
 
 impl GroupConfig {
@@ -72,6 +76,8 @@ impl GroupConfig {
             },
             offsets_partitions: config.offsets_topic_num_partitions,
             offset_metadata_max_bytes: config.offset_metadata_max_bytes,
+            offsets_retention_ms: config.offsets_retention_minutes.saturating_mul(60_000),
+            retention_check_interval_ms: config.offsets_retention_check_interval_ms,
         }
     }
 }
@@ -191,6 +197,8 @@ pub struct GroupCoordinator {
     loaded: Cell<bool>,
     /// When `flush_due` last flushed.
     last_flush_ms: Cell<i64>,
+    /// When `expire_offsets` last looked.
+    last_expiry_ms: Cell<i64>,
     /// Coordinator partitions whose log could not be read at start.
     failed: RefCell<HashSet<i32>>,
 }
@@ -224,6 +232,7 @@ impl GroupCoordinator {
             loaded: Cell::new(false),
             failed: RefCell::new(HashSet::new()),
             last_flush_ms: Cell::new(0),
+            last_expiry_ms: Cell::new(0),
         }
     }
 
@@ -901,6 +910,55 @@ impl GroupCoordinator {
             self.persist(&id).await;
         }
         self.flush_due(now).await;
+        self.expire_offsets(now).await;
+    }
+
+    /// `offsets.retention.minutes`: deletes (with tombstones) the offsets of groups without
+    /// members whose last commit is older than the retention. A group with members keeps
+    /// them, whatever their age.
+    async fn expire_offsets(&self, now: i64) {
+        if now - self.last_expiry_ms.get() < self.config.retention_check_interval_ms {
+            return;
+        }
+        self.last_expiry_ms.set(now);
+        let expired: Vec<(String, Vec<OffsetRecord>)> = {
+            let groups = self.groups.borrow();
+            let table = self.offsets.borrow();
+            table
+                .groups()
+                .filter(|g| groups.get(*g).is_none_or(|group| group.is_empty()))
+                .map(|g| {
+                    let records = table
+                        .all(g)
+                        .into_iter()
+                        .filter(|(_, _, c)| {
+                            c.commit_time_ms
+                                .saturating_add(self.config.offsets_retention_ms)
+                                <= now
+                        })
+                        .map(|(topic, partition, _)| OffsetRecord::DeleteOffset {
+                            group: g.clone(),
+                            topic: topic.to_string(),
+                            partition,
+                        })
+                        .collect();
+                    (g.clone(), records)
+                })
+                .filter(|(_, records): &(String, Vec<OffsetRecord>)| !records.is_empty())
+                .collect()
+        };
+        for (group, records) in expired {
+            match self.append(&group, &records).await {
+                Ok(base) => {
+                    tracing::info!(%group, "{} committed offsets expired", records.len());
+                    let mut table = self.offsets.borrow_mut();
+                    for (i, record) in records.into_iter().enumerate() {
+                        table.apply(record, base + i as i64);
+                    }
+                }
+                Err(e) => tracing::warn!(%group, "expiring offsets failed: {e:?}"),
+            }
+        }
     }
 
     /// `log.flush.interval.ms` for the offsets logs: a log that took commits and then went
@@ -1286,6 +1344,73 @@ mod tests {
                 c.close().await;
                 let c = open().await;
                 expect(&c);
+                c.close().await;
+            });
+    }
+
+    #[test]
+    fn offsets_of_a_group_without_members_expire_after_the_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = BrokerConfig {
+            log_dir: dir.path().to_path_buf(),
+            offsets_retention_minutes: 1,
+            offsets_retention_check_interval_ms: 1_000,
+            ..BrokerConfig::default()
+        };
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(512 << 10)
+            .make()
+            .unwrap()
+            .run(async move {
+                let clock = Rc::new(ManualClock::new(1_000_000));
+                let config = GroupConfig::from_broker(&broker);
+                let c = GroupCoordinator::new(0, 1, &broker, config, clock.clone());
+                c.load().await;
+                let commit = |partition: i32| GroupCall::Commit {
+                    member_id: String::new(),
+                    instance_id: None,
+                    generation: -1,
+                    offsets: vec![CommitOffset {
+                        topic: "t".into(),
+                        partition,
+                        offset: 5,
+                        leader_epoch: -1,
+                        metadata: None,
+                    }],
+                };
+                assert!(matches!(
+                    c.handle("g", commit(0)).await,
+                    GroupAnswer::Commit(_)
+                ));
+                clock.set(1_030_000);
+                assert!(matches!(
+                    c.handle("g", commit(1)).await,
+                    GroupAnswer::Commit(_)
+                ));
+                // A group with a member keeps even old offsets.
+                assert!(matches!(
+                    c.handle("live", commit(0)).await,
+                    GroupAnswer::Commit(_)
+                ));
+                let GroupAnswer::Join(j) = c.handle("live", GroupCall::Join(join_args(""))).await
+                else {
+                    panic!()
+                };
+                let join = c.handle("live", GroupCall::Join(join_args(&j.member_id)));
+                futures_lite::pin!(join);
+                assert!(futures_lite::future::poll_once(&mut join).await.is_none());
+                clock.set(1_060_500);
+                c.tick().await;
+                // Partition 0 (committed 60.5 s ago) expired; partition 1 not yet.
+                let left: Vec<i32> = c.fetch("g", None).into_iter().map(|(_, p, _)| p).collect();
+                assert_eq!(left, vec![1]);
+                assert_eq!(c.fetch("live", None).len(), 1);
+                c.close().await;
+                // The expiry is durable.
+                let c = GroupCoordinator::new(0, 1, &broker, config, clock);
+                c.load().await;
+                let left: Vec<i32> = c.fetch("g", None).into_iter().map(|(_, p, _)| p).collect();
+                assert_eq!(left, vec![1]);
                 c.close().await;
             });
     }
