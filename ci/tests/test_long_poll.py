@@ -1,7 +1,10 @@
 """A consumer parked in a long-poll Fetch (fetch.wait.max.ms=5000) must see a record as soon
 as it is committed, not when its wait runs out. Each try lets the Fetch reach the broker and
-wait, then produces one record and measures how long until the consumer has it. The bound (1 s
-against a 5 s wait) only proves the broker woke the Fetch; it is not a latency target."""
+wait, then produces one record (acks=all) and measures how long until the consumer has it,
+from the produce call and from the acknowledgement (the record is committed by then). The
+bound (1 s after the acknowledgement, against a 5 s wait) only proves the broker woke the
+Fetch; it is not a latency target, and the time to append (a busy disk can stall it) is kept
+out of it."""
 
 import random
 import statistics
@@ -25,6 +28,20 @@ def next_value(consumer: Consumer, timeout_s: float):
     return None
 
 
+def distribution(title: str, seconds: list) -> str:
+    ms = sorted(x * 1000 for x in seconds)
+    lines = [
+        f"{title} over {len(ms)} tries: min {ms[0]:.1f} ms, median {statistics.median(ms):.1f} "
+        f"ms, p90 {statistics.quantiles(ms, n=10)[-1]:.1f} ms, max {ms[-1]:.1f} ms"
+    ]
+    for lo, hi in [(-(10**9), 10), (10, 50), (50, 100), (100, 500), (500, 1000), (1000, 10**9)]:
+        n = sum(lo <= x < hi for x in ms)
+        if n:
+            label = f"{'<' if lo < 0 else str(lo) + '-'}{hi if hi < 10**9 else 'inf'} ms"
+            lines.append(f"  {label:>12}: {'#' * n} {n}")
+    return "\n".join(lines)
+
+
 def test_waiting_fetch_wakes_on_produce(broker):
     topic = create_topic(broker.bootstrap, 1)
     producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 0})
@@ -38,17 +55,19 @@ def test_waiting_fetch_wakes_on_produce(broker):
         }
     )
     consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-    latencies = []
+    from_produce, from_ack = [], []
     try:
         for i in range(TRIES):
             value = f"wake-{i}".encode()
-            sent_at = []
+            sent_at, acked_at = [], []
 
             def send():
                 # Long enough for the consumer's next Fetch to be parked on the broker.
                 time.sleep(random.uniform(0.15, 0.35))
                 sent_at.append(time.monotonic())
-                producer.produce(topic, value=value)
+                producer.produce(
+                    topic, value=value, on_delivery=lambda err, _m: acked_at.append(time.monotonic())
+                )
                 producer.flush(10)
 
             sender = threading.Thread(target=send)
@@ -57,21 +76,16 @@ def test_waiting_fetch_wakes_on_produce(broker):
             received_at = time.monotonic()
             sender.join()
             assert got == value, f"try {i}: expected {value!r}, got {got!r}"
-            latencies.append(received_at - sent_at[0])
+            assert acked_at, f"try {i}: produce not acknowledged"
+            from_produce.append(received_at - sent_at[0])
+            # The consumer may even get the record before the producer hears its ack.
+            from_ack.append(received_at - acked_at[0])
     finally:
         consumer.close()
         close(producer)
 
-    ms = sorted(x * 1000 for x in latencies)
-    q = statistics.quantiles(ms, n=10)
-    print(
-        f"\nlong-poll wake-up latency over {len(ms)} tries (fetch.wait.max.ms={MAX_WAIT_MS}): "
-        f"min {ms[0]:.1f} ms, median {statistics.median(ms):.1f} ms, "
-        f"p90 {q[-1]:.1f} ms, max {ms[-1]:.1f} ms"
-    )
-    for lo, hi in [(0, 10), (10, 50), (50, 100), (100, 500), (500, 1000), (1000, 10**9)]:
-        n = sum(lo <= x < hi for x in ms)
-        if n:
-            print(f"  {lo:>5}-{hi if hi < 10**9 else 'inf':>5} ms: {'#' * n} {n}")
-    slow = [x for x in ms if x >= 1000]
-    assert not slow, f"{len(slow)} wake-ups took >= 1 s (the Fetch waited out max_wait): {slow}"
+    print(f"\nlong-poll wake-ups, fetch.wait.max.ms={MAX_WAIT_MS}")
+    print(distribution("from the produce call", from_produce))
+    print(distribution("from the acknowledgement", from_ack))
+    slow = [round(x * 1000) for x in from_ack if x >= 1]
+    assert not slow, f"{len(slow)} consumers got a committed record >= 1 s late (ms): {slow}"
