@@ -535,3 +535,88 @@ fn a_static_member_takes_its_place_back_without_a_rebalance() {
     );
     assert_eq!(described.groups[0].group_state.as_str(), "Empty");
 }
+
+#[test]
+fn offset_delete_refuses_subscribed_topics_and_deletes_the_rest() {
+    use kafka_protocol::messages::offset_delete_request::{
+        OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+    };
+    use kafka_protocol::messages::OffsetDeleteRequest;
+
+    let broker = Broker::start(2, &[]);
+    let mut client = broker.client();
+    client.create_topic(TOPIC, 4);
+    client.create_topic("other", 1);
+    // The consumer protocol's subscription: version, topics, user data (null).
+    let mut subscription = vec![0u8, 0, 0, 0, 0, 1];
+    subscription.extend((TOPIC.len() as i16).to_be_bytes());
+    subscription.extend(TOPIC.as_bytes());
+    subscription.extend((-1i32).to_be_bytes());
+    let request = JoinGroupRequest::default()
+        .with_group_id(group("od"))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(20_000)
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![JoinGroupRequestProtocol::default()
+            .with_name(s("range"))
+            .with_metadata(Bytes::from(subscription))]);
+    let joined = client.send(&request, 3);
+    assert_eq!(joined.error_code, 0);
+    let member = joined.member_id.to_string();
+    client.send(
+        &SyncGroupRequest::default()
+            .with_group_id(group("od"))
+            .with_generation_id(joined.generation_id)
+            .with_member_id(s(&member)),
+        3,
+    );
+    assert_eq!(
+        commit(&mut client, "od", &member, joined.generation_id, &[(0, 7)]),
+        vec![0]
+    );
+    let other = OffsetCommitRequest::default()
+        .with_group_id(group("od"))
+        .with_generation_id_or_member_epoch(joined.generation_id)
+        .with_member_id(s(&member))
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(topic_name("other"))
+            .with_partitions(vec![
+                OffsetCommitRequestPartition::default().with_committed_offset(3)
+            ])]);
+    assert_eq!(client.send(&other, 7).topics[0].partitions[0].error_code, 0);
+
+    let delete = |group_id: &str| {
+        OffsetDeleteRequest::default()
+            .with_group_id(group(group_id))
+            .with_topics(vec![
+                OffsetDeleteRequestTopic::default()
+                    .with_name(topic_name(TOPIC))
+                    .with_partitions(vec![OffsetDeleteRequestPartition::default()]),
+                OffsetDeleteRequestTopic::default()
+                    .with_name(topic_name("other"))
+                    .with_partitions(vec![OffsetDeleteRequestPartition::default()]),
+            ])
+    };
+    let response = client.send(&delete("od"), 0);
+    assert_eq!(response.error_code, 0);
+    let errors: Vec<i16> = response
+        .topics
+        .iter()
+        .map(|t| t.partitions[0].error_code)
+        .collect();
+    assert_eq!(
+        errors,
+        vec![ResponseError::GroupSubscribedToTopic.code(), 0],
+        "the subscribed topic keeps its offset, the other loses it"
+    );
+    assert_eq!(fetch(&mut client, "od")[0], 7);
+    let all = client.send(&OffsetFetchRequest::default().with_group_id(group("od")), 7);
+    let held: Vec<&str> = all.topics.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        held,
+        vec![TOPIC],
+        "only the subscribed topic's offset is left"
+    );
+    let response = client.send(&delete("no-such-group"), 0);
+    assert_eq!(response.error_code, ResponseError::GroupIdNotFound.code());
+}
