@@ -610,7 +610,10 @@ fn offset_delete_refuses_subscribed_topics_and_deletes_the_rest() {
         "the subscribed topic keeps its offset, the other loses it"
     );
     assert_eq!(fetch(&mut client, "od")[0], 7);
-    let all = client.send(&OffsetFetchRequest::default().with_group_id(group("od")), 7);
+    let all = OffsetFetchRequest::default()
+        .with_group_id(group("od"))
+        .with_topics(None);
+    let all = client.send(&all, 7);
     let held: Vec<&str> = all.topics.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(
         held,
