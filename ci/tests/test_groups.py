@@ -226,6 +226,36 @@ def test_committed_offsets_survive_clean_restart_and_sigkill(broker):
     assert committed(broker.bootstrap, group, topic, 2) == {0: 30, 1: 30}
 
 
+def test_a_member_keeps_its_assignment_across_a_broker_restart(broker):
+    """The coordinator reloads the group's members and generation: after a clean restart
+    (and after SIGKILL) the consumer carries on with no rebalance and keeps consuming."""
+    b = broker.bootstrap
+    topic = create_topic(b, 2)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    assigns = []
+    c = Consumer(consumer_config(b, group))
+    c.subscribe([topic], on_assign=lambda consumer, parts: assigns.append(len(parts)))
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not assigns:
+            assert time.monotonic() < deadline, "never assigned"
+            c.poll(0.1)
+        for stop in (broker.restart, lambda: (broker.kill(), broker.start())):
+            stop()
+            produce(broker.bootstrap, topic, 2, 5)
+            got = 0
+            deadline = time.monotonic() + WAIT_S
+            while got < 10:
+                assert time.monotonic() < deadline, f"consumed {got} of 10 after the restart"
+                m = c.poll(0.2)
+                if m is not None and not m.error():
+                    got += 1
+                    c.commit(m, asynchronous=False)
+        assert assigns == [2], f"rebalanced after a restart: {assigns}"
+    finally:
+        c.close()
+
+
 def test_cooperative_sticky_shares_and_rebalances_incrementally(broker):
     b = broker.bootstrap
     topic = create_topic(b, 6)
