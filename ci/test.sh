@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The project's test command (the README points here): formatting, lints, every Rust test,
-# then the broker binary that the real-client tests (ci/tests, pytest) run against.
+# then the broker binary and the real-client tests against it (ci/tests, pytest; ci/install.sh
+# installs the clients).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 cargo test --workspace
 cargo build --bin spate
+python3 -m pytest ci/tests -q
