@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-mod lazy_alloc;
+use spate_core::config::BrokerConfig;
+use spate_net::lazy_alloc::LazyHugeAlloc;
 
 #[global_allocator]
-static ALLOCATOR: lazy_alloc::LazyHugeAlloc = lazy_alloc::LazyHugeAlloc;
-use spate_core::config::BrokerConfig;
+static ALLOCATOR: LazyHugeAlloc = LazyHugeAlloc;
 
 #[derive(Parser)]
 #[command(name = "spate", version, about = "A Kafka-compatible message broker")]

@@ -90,9 +90,13 @@ unsafe impl GlobalAlloc for LazyHugeAlloc {
     }
 }
 
+/// spate-net's own unit tests run under this allocator too, as the broker does.
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOCATOR: LazyHugeAlloc = LazyHugeAlloc;
+
 #[cfg(test)]
 mod tests {
-    // The binary's global allocator is this one, in its unit tests too.
     #[test]
     fn a_huge_capacity_is_address_space_only() {
         // 256 GiB: more than the machine has; only the pages touched are committed.
