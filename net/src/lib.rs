@@ -4,10 +4,12 @@
 //! - `server`: a shard's listener; `connection`: one client's request loop.
 //! - `frame`: Kafka's size-prefixed framing, bounded by `socket.request.max.bytes`.
 //! - `handlers`: one module per Kafka API, and the dispatch table.
+//! - `lazy_alloc`: the global allocator of every process that decodes untrusted requests.
 
 mod connection;
 pub mod frame;
 pub mod handlers;
+pub mod lazy_alloc;
 pub mod server;
 
 pub use server::serve;
