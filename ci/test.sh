@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (the README points here): formatting, lints, every Rust test,
 # then the broker binary and the real-client tests against it (ci/tests, pytest; ci/install.sh
-# installs the clients).
+# installs the clients), then every fuzz target for a bounded time (ci/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
@@ -9,3 +9,4 @@ cargo clippy --all-targets -- -D warnings
 cargo test --workspace
 cargo build --bin spate
 python3 -m pytest ci/tests -q
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}" ci/fuzz.sh
