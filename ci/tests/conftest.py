@@ -83,10 +83,15 @@ class Broker:
                     f"spate exited with {code} during start-up:\n{self.log_tail()}"
                 )
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                    # A connect to a free port from the ephemeral range can pick that same
+                    # port as its own and connect to itself (TCP simultaneous open): that
+                    # is not the broker listening.
+                    if s.getsockname() != s.getpeername():
+                        return
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         self.kill()
         raise RuntimeError(
             f"spate did not accept connections on {self.bootstrap} within "

@@ -71,7 +71,7 @@ impl Broker {
             .expect("cannot start spate");
         self.child = Some(child);
         let deadline = Instant::now() + PATIENCE;
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while !listening(self.port) {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("spate exited at start with {status}:\n{}", self.log());
             }
@@ -175,6 +175,15 @@ pub fn serve_expecting_exit(args: &[&str]) -> (ExitStatus, String) {
 
 /// A port nothing listens on. Never the same twice in one test process: the broker binds
 /// with SO_REUSEPORT, so two brokers given one port would both listen on it.
+/// Whether something listens on `port`. A connect to a free port from the ephemeral range
+/// can pick that same port as its own and connect to itself (TCP simultaneous open), which
+/// is not a listener.
+fn listening(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port))
+        .and_then(|s| Ok(s.local_addr()? != s.peer_addr()?))
+        .unwrap_or(false)
+}
+
 fn free_port() -> u16 {
     static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     loop {
