@@ -82,6 +82,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     // Held until exit: a second broker on the same data would corrupt it (and, with
     // SO_REUSEPORT, could even share the port unnoticed).
     let _lock = lock_log_dir(&config.log_dir)?;
+    raise_open_files_limit();
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, shutdown.clone())
@@ -98,6 +99,57 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     })?;
     tracing::info!("spate stopped: every partition closed");
     Ok(())
+}
+
+/// Open files below which the broker warns at start-up. Each partition keeps its active
+/// segment open (plus the offsets logs and the clients' sockets), so the usual soft limit of
+/// 1,024 stops a broker near a thousand partitions; Kafka's docs suggest 100,000.
+const RECOMMENDED_OPEN_FILES: u64 = 100_000;
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit (what any process may do unprivileged),
+/// as Kafka's docs tell operators to, and warns naming the limit when it stays low.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        tracing::warn!(
+            "cannot read the open files limit (RLIMIT_NOFILE): {}",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads one rlimit from a struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            tracing::info!(
+                "raised the open files limit (RLIMIT_NOFILE) from {} to its hard limit {}",
+                limit.rlim_cur,
+                limit.rlim_max
+            );
+            limit = raised;
+        } else {
+            tracing::warn!(
+                "cannot raise the open files limit (RLIMIT_NOFILE) from {}: {}",
+                limit.rlim_cur,
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    let soft = limit.rlim_cur;
+    if soft < RECOMMENDED_OPEN_FILES {
+        tracing::warn!(
+            "the open files limit (RLIMIT_NOFILE, `ulimit -n`) is {soft}: each partition keeps a \
+             file open, so the broker cannot hold much more than {soft} partitions; raise the \
+             hard limit to at least {RECOMMENDED_OPEN_FILES} (e.g. LimitNOFILE= in systemd)"
+        );
+    }
 }
 
 /// Takes Kafka's `.lock` file in the log dir, creating the dir if needed.

@@ -97,17 +97,8 @@ fn create_partitions_adds_partitions_that_last() {
     broker.launch();
     let mut client = broker.client();
     assert_eq!(partition_count(&mut client, "grow"), 3);
-    // Right after start-up a shard may still be opening its partitions while another already
-    // serves: UNKNOWN_TOPIC_OR_PARTITION is retriable, and clients retry it.
-    let deadline = std::time::Instant::now() + common::PATIENCE;
-    let mut produced = client.produce("grow", 2, batch(&["y"]));
-    while produced.0 == ResponseError::UnknownTopicOrPartition.code()
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        produced = client.produce("grow", 2, batch(&["y"]));
-    }
-    assert_eq!(produced, (0, 1));
+    // Every shard has opened its partitions before any accepts a connection.
+    assert_eq!(client.produce("grow", 2, batch(&["y"])), (0, 1));
 }
 
 fn list_offset(client: &mut Client, topic: &str, timestamp: i64) -> i64 {

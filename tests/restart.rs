@@ -118,3 +118,65 @@ fn sigint_stops_cleanly_too() {
     let data = broker.client().fetch("interrupted", 0, 0, 0);
     assert_eq!(batches_in(data.records.as_ref().unwrap()), vec![(0, 1)]);
 }
+
+/// After a crash every shard recovers its partitions before any shard accepts a client:
+/// with SO_REUSEPORT a connection may land on any shard, and one that listened early would
+/// answer UNKNOWN_TOPIC_OR_PARTITION for partitions another shard was still opening.
+#[test]
+fn no_shard_listens_before_every_shard_has_recovered() {
+    const PARTITIONS: i32 = 64;
+    let mut broker = Broker::start(2, &[]);
+    let mut client = broker.client();
+    client.create_topic("wide", PARTITIONS);
+    for p in 0..PARTITIONS {
+        assert_eq!(client.produce("wide", p, batch(&["a"])), (0, 0));
+    }
+    drop(client);
+    broker.stop(libc::SIGKILL);
+
+    broker.launch();
+    // The first request, as soon as a connection is accepted, finds every partition.
+    let mut client = broker.client();
+    for p in 0..PARTITIONS {
+        assert_eq!(
+            client.produce("wide", p, batch(&["b"])),
+            (0, 1),
+            "partition {p}"
+        );
+    }
+    let log = broker.log();
+    let lines: Vec<&str> = log.lines().collect();
+    let last_started = lines
+        .iter()
+        .rposition(|l| l.contains("shard started"))
+        .expect("no shard started");
+    let first_listening = lines
+        .iter()
+        .position(|l| l.contains("listening on") && !l.contains("spate starting"))
+        .expect("no shard listened");
+    assert!(
+        last_started < first_listening,
+        "a shard listened before every shard had started:\n{log}"
+    );
+}
+
+/// A client that stops reading holds a response write forever; SIGTERM must still stop the
+/// broker (after a grace period) instead of waiting for that write.
+#[test]
+fn sigterm_stops_even_when_a_client_stops_reading() {
+    let mut broker = Broker::start(1, &[]);
+    let mut client = broker.client();
+    client.create_topic("big", 1);
+    let value = "v".repeat(500_000);
+    for _ in 0..4 {
+        assert_eq!(client.produce("big", 0, batch(&[&value])).0, 0);
+    }
+    // Far more fetched bytes than the socket buffers hold, and never read.
+    for _ in 0..64 {
+        let (_, frame) = client.frame(&common::fetch_request("big", 0, 0, 0), 12);
+        client.send_raw(&frame);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    broker.terminate();
+    drop(client);
+}

@@ -4,6 +4,7 @@
 
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
+use std::time::Duration;
 
 use futures_lite::io::BufReader;
 use futures_lite::AsyncWriteExt;
@@ -22,7 +23,14 @@ enum ConnectionError {
     Request(#[from] RequestError),
     #[error("writing the response failed: {0}")]
     Write(std::io::Error),
+    #[error("the broker is shutting down and the request did not finish in time")]
+    ShutdownGraceOver,
 }
+
+/// How long a request in progress (often a response being written) may run once shutdown has
+/// begun. Shutdown waits for every request in progress before closing the logs, and a client
+/// that stops reading would otherwise hold a write, and so the shutdown, forever.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 pub async fn run(shard: Rc<Shard>, stream: TcpStream) {
     let peer = stream
@@ -53,19 +61,38 @@ async fn serve_requests(
         let Some(_pass) = shard.enter() else {
             return Ok(());
         };
-        match dispatch(shard, frame.freeze(), client_host).await? {
-            Some(Response::Frame(bytes)) => stream
-                .write_all(&bytes)
+        let request = serve_one(shard, &mut stream, frame.freeze(), client_host);
+        let cut_off = async {
+            shard.until_stopping().await;
+            glommio::timer::sleep(SHUTDOWN_GRACE).await;
+            Err(ConnectionError::ShutdownGraceOver)
+        };
+        // Dropping an unfinished write is safe (the zero-copy ring cancels its ops), and the
+        // connection closes right after, so the client never sees half a response as whole.
+        futures_lite::future::or(request, cut_off).await?;
+    }
+    Ok(())
+}
+
+/// Handles one request and writes its response.
+async fn serve_one(
+    shard: &Rc<Shard>,
+    stream: &mut BufReader<TcpStream>,
+    frame: bytes::Bytes,
+    client_host: &str,
+) -> Result<(), ConnectionError> {
+    match dispatch(shard, frame, client_host).await? {
+        Some(Response::Frame(bytes)) => stream
+            .write_all(&bytes)
+            .await
+            .map_err(ConnectionError::Write)?,
+        Some(Response::Fetch(segments)) => {
+            let socket_fd = stream.get_ref().as_raw_fd();
+            write_fetch_response(stream, socket_fd, segments)
                 .await
-                .map_err(ConnectionError::Write)?,
-            Some(Response::Fetch(segments)) => {
-                let socket_fd = stream.get_ref().as_raw_fd();
-                write_fetch_response(&mut stream, socket_fd, segments)
-                    .await
-                    .map_err(ConnectionError::Write)?
-            }
-            None => {}
+                .map_err(ConnectionError::Write)?
         }
+        None => {}
     }
     Ok(())
 }

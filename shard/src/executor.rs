@@ -11,6 +11,7 @@ use spate_core::config::BrokerConfig;
 
 use crate::router::mesh;
 use crate::shard::{Shard, CONTROLLER_SHARD};
+use crate::start_barrier::StartBarrier;
 use crate::topics::scan_log_dir;
 
 /// Messages in flight from one shard to another before a sender waits. Not yet a
@@ -52,8 +53,9 @@ pub fn shard_count(config: &BrokerConfig) -> usize {
     }
 }
 
-/// Runs `serve` on every shard once the shard is started, then closes the shard's
-/// partitions when `serve` returns. Blocks until every shard has finished; the first
+/// Runs `serve` on every shard once every shard has started (opened its partitions and
+/// loaded its group offsets; see `start_barrier`), then closes the shard's partitions when
+/// `serve` returns. Blocks until every shard has finished; the first
 /// error (a shard that could not start or serve) is returned.
 pub fn run<F, Fut>(config: Arc<BrokerConfig>, serve: F) -> Result<(), String>
 where
@@ -71,10 +73,12 @@ where
     );
     let mut topics = Some(Arc::new(topics));
     let cpus = allowed_cpus();
+    let barrier = Arc::new(StartBarrier::new(count));
     let mut handles = Vec::with_capacity(count);
     for (id, links) in mesh(count, SHARD_QUEUE_DEPTH).into_iter().enumerate() {
         let config = config.clone();
         let serve = serve.clone();
+        let barrier = barrier.clone();
         let initial_topics = if id == CONTROLLER_SHARD {
             topics.take()
         } else {
@@ -92,8 +96,19 @@ where
             .spin_before_park(Duration::from_micros(config.spin_before_park_us));
         let handle = builder
             .spawn(move || async move {
+                let guard = barrier.guard();
                 let shard = Shard::start(id, count, config, links, initial_topics).await;
-                let served = serve(shard.clone()).await;
+                guard.disarm();
+                tracing::info!(
+                    shard = id,
+                    partitions = shard.partition_count(),
+                    "shard started"
+                );
+                let served = if barrier.arrive_and_wait().await {
+                    serve(shard.clone()).await
+                } else {
+                    Err(format!("shard {id} stops: another shard failed to start"))
+                };
                 shard.close().await;
                 served
             })

@@ -1,7 +1,7 @@
 //! spate-shard: the thread-per-core runtime. One pinned glommio executor per core, each
 //! owning a disjoint set of partitions; cross-shard messages; the per-shard partition manager.
 //!
-//! - `executor`: starts the shards.
+//! - `executor`: starts the shards; `start_barrier`: no shard serves before all have started.
 //! - `placement`: which shard owns a partition.
 //! - `router`: calls from one shard to another over glommio shared channels.
 //! - `shard`: a shard's partitions and the operations the Kafka server calls;
@@ -21,6 +21,7 @@ pub mod placement;
 mod producer_ids;
 mod router;
 pub mod shard;
+mod start_barrier;
 pub mod topic_config;
 pub mod topics;
 

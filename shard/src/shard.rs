@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::{join_all, select_all, FutureExt, LocalBoxFuture};
+use futures_util::StreamExt;
 use glommio::channels::shared_channel::ConnectedReceiver;
 use kafka_protocol::ResponseError;
 use spate_core::config::BrokerConfig;
@@ -34,6 +35,10 @@ use crate::topics::{partition_dir, TopicInfo, TopicTable};
 
 /// The shard that owns the topic table (the single broker's controller).
 pub const CONTROLLER_SHARD: usize = 0;
+
+/// Partitions a shard closes at once at shutdown: enough to keep the disk's queue full,
+/// few enough to bound the open files and memory of closes in flight.
+pub const CLOSE_CONCURRENCY: usize = 64;
 
 /// Records a read returned: a file range when the partition is on this shard, bytes when
 /// they came from another shard.
@@ -154,6 +159,11 @@ impl Shard {
     /// The current snapshot of the topic table.
     pub fn topics(&self) -> Arc<TopicTable> {
         self.topics.borrow().clone()
+    }
+
+    /// How many partitions this shard has open.
+    pub fn partition_count(&self) -> usize {
+        self.partitions.borrow().len()
     }
 
     /// The shard that owns `topic`-`partition`.
@@ -367,11 +377,15 @@ impl Shard {
         }
         self.groups.close().await;
         let partitions: Vec<_> = self.partitions.borrow_mut().drain().collect();
-        for ((topic, partition), p) in partitions {
-            if let Err(e) = p.log.close().await {
-                tracing::error!("closing {topic}-{partition} failed: {e}");
-            }
-        }
+        // Each close waits on a few fsyncs: one after another, 10,000 partitions took close
+        // to a minute; concurrently the disk queues them together.
+        futures_util::stream::iter(partitions)
+            .for_each_concurrent(CLOSE_CONCURRENCY, |((topic, partition), p)| async move {
+                if let Err(e) = p.log.close().await {
+                    tracing::error!("closing {topic}-{partition} failed: {e}");
+                }
+            })
+            .await;
     }
 
     async fn call_controller(&self, request: Request) -> Option<Reply> {
