@@ -446,6 +446,10 @@ fn offset_for_leader_epoch_reads_the_epoch_cache() {
 }
 
 fn idempotent_batch(id: i64, seq: i32) -> Bytes {
+    idempotent_batch_at(id, seq, common::BATCH_TIMESTAMP)
+}
+
+fn idempotent_batch_at(id: i64, seq: i32, timestamp: i64) -> Bytes {
     let record = Record {
         transactional: false,
         control: false,
@@ -456,7 +460,7 @@ fn idempotent_batch(id: i64, seq: i32) -> Bytes {
         timestamp_type: TimestampType::Creation,
         offset: 0,
         sequence: seq,
-        timestamp: common::BATCH_TIMESTAMP,
+        timestamp,
         key: None,
         value: Some(Bytes::from_static(b"v")),
         headers: Default::default(),
@@ -504,6 +508,61 @@ fn describe_producers_lists_idempotent_producers() {
         partitions[2].error_code,
         ResponseError::UnknownTopicOrPartition.code()
     );
+}
+
+fn producer_ids(client: &mut Client, topic: &str) -> Vec<i64> {
+    let request = DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
+        .with_name(topic_name(topic))
+        .with_partition_indexes(vec![0])]);
+    let response = client.send(&request, 0);
+    let mut ids: Vec<i64> = response.topics[0].partitions[0]
+        .active_producers
+        .iter()
+        .map(|p| p.producer_id.0)
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn producer_id_expiration_ms_reaches_every_partition() {
+    // An hour's expiration forgets a producer last seen two hours ago; the one-day default
+    // would keep it.
+    let profile_dir = tempfile::tempdir().unwrap();
+    let profile = common::write_profile(
+        profile_dir.path(),
+        "producer.id.expiration.ms: 3600000\nlog.retention.check.interval.ms: 20\n",
+    );
+    let broker = Broker::start(2, &["--config", profile.to_str().unwrap()]);
+    let mut client = broker.client();
+    client.create_topic("expiring", 1);
+    let init = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let stale = client.send(&init, 4).producer_id.0;
+    let fresh = client.send(&init, 4).producer_id.0;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let two_hours_ago = idempotent_batch_at(stale, 0, now - 2 * 3_600_000);
+    assert_eq!(client.produce("expiring", 0, two_hours_ago).0, 0);
+    assert_eq!(
+        client
+            .produce("expiring", 0, idempotent_batch_at(fresh, 0, now))
+            .0,
+        0
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while producer_ids(&mut client, "expiring").contains(&stale) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "producer {stale} was never expired"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(producer_ids(&mut client, "expiring"), vec![fresh]);
 }
 
 #[test]

@@ -13,6 +13,7 @@ from confluent_kafka.admin import (
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
+    ConfigSource,
     NewPartitions,
     ResourceType,
 )
@@ -197,3 +198,28 @@ def test_kafka_python_admin_basics(broker):
         assert len(cluster["brokers"]) == 1
     finally:
         admin.close()
+
+
+def test_broker_configs_describe_the_profile_and_refuse_run_time_changes(make_broker, tmp_path):
+    profile = tmp_path / "profile.yaml"
+    profile.write_text("producer.id.expiration.ms: 3600000\n")
+    broker = make_broker(config=str(profile))
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    node = str(admin.describe_cluster().result(timeout=15).nodes[0].id)
+    resource = ConfigResource(ResourceType.BROKER, node)
+    entries = admin.describe_configs([resource])[resource].result(timeout=15)
+    expiration = entries["producer.id.expiration.ms"]
+    assert expiration.value == "3600000"
+    assert expiration.source == ConfigSource.STATIC_BROKER_CONFIG.value
+    assert entries["log.retention.ms"].source == ConfigSource.DEFAULT_CONFIG.value
+
+    change = ConfigResource(
+        ResourceType.BROKER,
+        node,
+        incremental_configs=[
+            ConfigEntry("log.dirs", "/elsewhere", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    with pytest.raises(KafkaException) as refused:
+        admin.incremental_alter_configs([change])[change].result(timeout=15)
+    assert "log.dirs" in str(refused.value)

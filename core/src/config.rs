@@ -49,6 +49,9 @@ pub struct BrokerConfig {
     pub log_flush_interval_messages: Option<u64>,
     /// `log.flush.interval.ms`: fsync data older than this; `None` never forces one.
     pub log_flush_interval_ms: Option<u64>,
+    /// `producer.id.expiration.ms`: how long an idempotent producer may stay silent before
+    /// its partitions forget its sequence state.
+    pub producer_id_expiration_ms: i64,
     /// `io.memory.bytes`: memory each executor registers with io_uring (counts against
     /// RLIMIT_MEMLOCK).
     pub io_memory_bytes: usize,
@@ -102,6 +105,7 @@ impl Default for BrokerConfig {
             log_retention_check_interval_ms: 300_000,
             log_flush_interval_messages: None,
             log_flush_interval_ms: None,
+            producer_id_expiration_ms: 86_400_000,
             io_memory_bytes: 2 * 1024 * 1024,
             spin_before_park_us: 0,
             min_insync_replicas: 1,
@@ -578,6 +582,13 @@ static KEYS: &[Key] = &[
         },
     },
     Key {
+        name: "producer.id.expiration.ms",
+        apply: |p, f| {
+            p.cfg.producer_id_expiration_ms = f.int(1, i64::MAX)?;
+            Ok(())
+        },
+    },
+    Key {
         name: "min.insync.replicas",
         apply: |p, f| {
             p.cfg.min_insync_replicas = f.int(1, I32_MAX)? as i32;
@@ -716,6 +727,7 @@ mod tests {
              log.retention.check.interval.ms: 60000\n\
              log.flush.interval.messages: 1\n\
              log.flush.interval.ms: 1000\n\
+             producer.id.expiration.ms: 3600000\n\
              min.insync.replicas: 2\n\
              unclean.leader.election.enable: true\n\
              io.memory.bytes: 4194304\n\
@@ -749,6 +761,7 @@ mod tests {
             log_retention_check_interval_ms: 60_000,
             log_flush_interval_messages: Some(1),
             log_flush_interval_ms: Some(1000),
+            producer_id_expiration_ms: 3_600_000,
             io_memory_bytes: 4 * 1024 * 1024,
             spin_before_park_us: 50,
             min_insync_replicas: 2,
@@ -903,6 +916,11 @@ mod tests {
         let msg = error("log.dirs: \"a,b\"");
         assert!(
             msg.contains("`log.dirs`") && msg.contains("one directory"),
+            "{msg}"
+        );
+        let msg = error("producer.id.expiration.ms: 0");
+        assert!(
+            msg.contains("`producer.id.expiration.ms`") && msg.contains(">= 1"),
             "{msg}"
         );
         let msg = error("io.memory.bytes: 1024");

@@ -596,6 +596,7 @@ impl Shard {
             self.id
         );
         producer_ids::note_seen(log.max_producer_id());
+        log.set_producer_id_expiration_ms(self.config.producer_id_expiration_ms);
         // One replica: everything in the log is committed, so the high watermark is the end.
         log.set_high_watermark(log.log_end_offset());
         let p = Partition {

@@ -162,6 +162,11 @@ pub(crate) fn broker_settings(
             &|c| never(c.log_flush_interval_ms),
             ConfigType::Long,
         ),
+        row(
+            "producer.id.expiration.ms",
+            &|c| c.producer_id_expiration_ms.to_string(),
+            ConfigType::Long,
+        ),
         (
             "spate.shards",
             shards.to_string(),
