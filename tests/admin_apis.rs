@@ -6,7 +6,10 @@ mod common;
 
 use bytes::{Bytes, BytesMut};
 use common::{batch, topic_name, Broker, Client};
+use std::time::{Duration, Instant};
+
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
@@ -20,8 +23,8 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::{
 };
 use kafka_protocol::messages::{
     alter_configs_request, incremental_alter_configs_request, AlterConfigsRequest,
-    CreatePartitionsRequest, DeleteRecordsRequest, DescribeClusterRequest, DescribeConfigsRequest,
-    DescribeLogDirsRequest, DescribeProducersRequest, ElectLeadersRequest,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeLogDirsRequest, DescribeProducersRequest, ElectLeadersRequest,
     IncrementalAlterConfigsRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest,
     OffsetForLeaderEpochRequest, ProducerId,
 };
@@ -194,9 +197,18 @@ fn alter(
 }
 
 fn incremental(client: &mut Client, name: &str, ops: &[(&str, i8, Option<&str>)]) -> (i16, String) {
+    incremental_on(client, TOPIC, name, ops)
+}
+
+fn incremental_on(
+    client: &mut Client,
+    resource_type: i8,
+    name: &str,
+    ops: &[(&str, i8, Option<&str>)],
+) -> (i16, String) {
     let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
         incremental_alter_configs_request::AlterConfigsResource::default()
-            .with_resource_type(TOPIC)
+            .with_resource_type(resource_type)
             .with_resource_name(s(name))
             .with_configs(
                 ops.iter()
@@ -322,15 +334,9 @@ fn config_changes_persist_and_reach_the_running_log() {
     );
     assert_eq!(code, ResponseError::InvalidConfig.code());
     assert!(message.contains("retention.ms"), "{message}");
-    let (code, message) = alter(
-        &mut client,
-        BROKER,
-        "",
-        &[("log.retention.ms", "1000")],
-        false,
-    );
+    let (code, message) = alter(&mut client, BROKER, "", &[("log.dirs", "/tmp")], false);
     assert_eq!(code, ResponseError::InvalidConfig.code());
-    assert!(message.contains("log.retention.ms"), "{message}");
+    assert!(message.contains("log.dirs"), "{message}");
     let (code, message) = alter(&mut client, BROKER, "", &[("bogus.key", "1")], false);
     assert_eq!(code, ResponseError::InvalidConfig.code());
     assert!(message.contains("bogus.key"), "{message}");
@@ -354,6 +360,151 @@ fn config_changes_persist_and_reach_the_running_log() {
         describe_topic_config(&mut client, "tuned", "segment.bytes").as_deref(),
         Some("1048576")
     );
+}
+
+/// A broker config as DescribeConfigs shows it: (value, source code).
+fn describe_broker_config(client: &mut Client, resource: &str, key: &str) -> (String, i8) {
+    let request =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(BROKER)
+            .with_resource_name(s(resource))
+            .with_configuration_keys(Some(vec![s(key)]))]);
+    let response = client.send(&request, 4);
+    let entry = &response.results[0].configs[0];
+    (
+        entry.value.as_deref().unwrap_or("").to_string(),
+        entry.config_source,
+    )
+}
+
+/// Kafka's config source codes.
+const DYNAMIC_BROKER_CONFIG: i8 = 2;
+const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
+const STATIC_BROKER_CONFIG: i8 = 4;
+
+#[test]
+fn broker_configs_change_at_run_time() {
+    let profile_dir = tempfile::tempdir().unwrap();
+    // Keep everything until the run-time change; sweep often.
+    let profile = common::write_profile(
+        profile_dir.path(),
+        "log.retention.ms: -1\nlog.retention.check.interval.ms: 50\n",
+    );
+    let mut broker = Broker::start(1, &["--config", profile.to_str().unwrap()]);
+    let mut client = broker.client();
+    // segment.ms 1 rolls at every append (records one second apart, all from 2023), so
+    // every batch but the last sits in a closed segment retention may delete.
+    let create = |client: &mut Client, name: &str, configs: &[(&str, &str)]| {
+        let request = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+            .with_name(topic_name(name))
+            .with_num_partitions(1)
+            .with_replication_factor(1)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        CreatableTopicConfig::default()
+                            .with_name(s(k))
+                            .with_value(Some(s(v)))
+                    })
+                    .collect(),
+            )]);
+        assert_eq!(client.send(&request, 7).topics[0].error_code, 0);
+        for i in 0..3 {
+            let records = common::batch_at(common::BATCH_TIMESTAMP + i * 1_000, &["old"]);
+            assert_eq!(client.produce(name, 0, records), (0, i));
+        }
+    };
+    create(&mut client, "inherits", &[("segment.ms", "1")]);
+    create(
+        &mut client,
+        "keeps",
+        &[("segment.ms", "1"), ("retention.ms", "-1")],
+    );
+
+    // validate_only changes nothing.
+    let change = [("log.retention.ms", "1000")];
+    assert_eq!(alter(&mut client, BROKER, "1", &change, true).0, 0);
+    assert_eq!(
+        describe_broker_config(&mut client, "1", "log.retention.ms"),
+        ("-1".to_string(), STATIC_BROKER_CONFIG)
+    );
+    assert_eq!(alter(&mut client, BROKER, "1", &change, false).0, 0);
+    assert_eq!(
+        describe_broker_config(&mut client, "1", "log.retention.ms"),
+        ("1000".to_string(), DYNAMIC_BROKER_CONFIG)
+    );
+    // A topic without its own value inherits the new one.
+    let request =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(TOPIC)
+            .with_resource_name(s("inherits"))
+            .with_configuration_keys(Some(vec![s("retention.ms")]))]);
+    let entry = client.send(&request, 4).results[0].configs[0].clone();
+    assert_eq!(entry.value.as_deref(), Some("1000"));
+
+    // Retention now deletes the old segments of the inheriting topic, not of the other.
+    let deadline = Instant::now() + common::PATIENCE;
+    while client.fetch("inherits", 0, 2, 0).log_start_offset == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "retention never ran:\n{}",
+            broker.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kept = client.fetch("keeps", 0, 0, 0);
+    assert_eq!((kept.error_code, kept.log_start_offset), (0, 0));
+
+    // The cluster-wide default resource, through IncrementalAlterConfigs.
+    let set_bytes = [("log.retention.bytes", 0, Some("50000000"))];
+    assert_eq!(incremental_on(&mut client, BROKER, "", &set_bytes).0, 0);
+    assert_eq!(
+        describe_broker_config(&mut client, "", "log.retention.bytes"),
+        ("50000000".to_string(), DYNAMIC_DEFAULT_BROKER_CONFIG)
+    );
+
+    // Bad values and keys that need a restart are refused naming the key.
+    for (key, value) in [
+        ("log.retention.ms", "soon"),
+        ("log.segment.bytes", "10"),
+        ("log.dirs", "/tmp"),
+        ("no.such.key", "1"),
+    ] {
+        let (code, message) = incremental_on(&mut client, BROKER, "1", &[(key, 0, Some(value))]);
+        assert_eq!(
+            code,
+            ResponseError::InvalidConfig.code(),
+            "{key}: {message}"
+        );
+        assert!(message.contains(key), "{message}");
+    }
+    assert_eq!(
+        alter(&mut client, BROKER, "7", &change, false).0,
+        ResponseError::InvalidRequest.code()
+    );
+
+    // The changes outlive a restart; a delete puts the profile's value back.
+    drop(client);
+    broker.terminate();
+    broker.launch();
+    let mut client = broker.client();
+    assert_eq!(
+        describe_broker_config(&mut client, "1", "log.retention.ms"),
+        ("1000".to_string(), DYNAMIC_BROKER_CONFIG)
+    );
+    assert_eq!(
+        describe_broker_config(&mut client, "1", "log.retention.bytes"),
+        ("50000000".to_string(), DYNAMIC_DEFAULT_BROKER_CONFIG)
+    );
+    let delete = [("log.retention.ms", 1, None)];
+    assert_eq!(incremental_on(&mut client, BROKER, "1", &delete).0, 0);
+    assert_eq!(
+        describe_broker_config(&mut client, "1", "log.retention.ms"),
+        ("-1".to_string(), STATIC_BROKER_CONFIG)
+    );
+    let kept = client.fetch("keeps", 0, 0, 0);
+    assert_eq!((kept.error_code, kept.log_start_offset), (0, 0));
 }
 
 #[test]

@@ -219,6 +219,58 @@ impl BrokerConfig {
     }
 }
 
+/// The broker keys AlterConfigs may change while the broker runs (Kafka's dynamic broker
+/// configs); every other key needs a restart.
+pub const DYNAMIC_KEYS: &[&str] = &[
+    "log.retention.ms",
+    "log.retention.bytes",
+    "log.segment.bytes",
+    "log.roll.ms",
+    "log.index.interval.bytes",
+    "log.flush.interval.messages",
+    "log.flush.interval.ms",
+    "message.max.bytes",
+    "producer.id.expiration.ms",
+];
+
+impl BrokerConfig {
+    /// This config with run-time overrides (`key`, `value` text) applied in order, each
+    /// checked against the same ranges as a profile. Only [`DYNAMIC_KEYS`] are accepted.
+    pub fn with_dynamic(
+        &self,
+        overrides: &[(String, String)],
+    ) -> Result<BrokerConfig, ConfigError> {
+        const ORIGIN: &str = "the dynamic broker config";
+        let mut pending = Pending {
+            cfg: self.clone(),
+            ..Pending::default()
+        };
+        for (key, text) in overrides {
+            // The wire carries text; read it as YAML so "100" is a number, as in a profile.
+            let value: Value = serde_yaml_ng::from_str(text).unwrap_or(Value::String(text.clone()));
+            let field = Field {
+                key,
+                value: &value,
+                origin: ORIGIN,
+            };
+            match KEYS.iter().find(|k| k.name == key) {
+                Some(k) if DYNAMIC_KEYS.contains(&k.name) => (k.apply)(&mut pending, &field)?,
+                _ => {
+                    return Err(ConfigError::UnknownKey {
+                        key: key.clone(),
+                        origin: ORIGIN.to_string(),
+                        hint: Hint(format!(
+                            "; keys changeable at run time: {}",
+                            DYNAMIC_KEYS.join(", ")
+                        )),
+                    })
+                }
+            }
+        }
+        Ok(pending.finish())
+    }
+}
+
 /// Values read so far, plus the keys Kafka resolves by precedence once all are known.
 #[derive(Default)]
 struct Pending {
@@ -695,6 +747,32 @@ mod tests {
         parse(yaml)
             .expect_err("profile should be refused")
             .to_string()
+    }
+
+    #[test]
+    fn dynamic_overrides_use_the_profile_ranges() {
+        let base = parse("log.retention.ms: 1000\nlog.segment.bytes: 2000000").unwrap();
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let cfg = base
+            .with_dynamic(&pairs(&[
+                ("log.retention.bytes", "5000"),
+                ("log.flush.interval.ms", "9223372036854775807"),
+                ("log.retention.ms", "-7"),
+            ]))
+            .unwrap();
+        assert_eq!(cfg.log_retention_bytes, 5000);
+        assert_eq!(cfg.log_retention_ms, -1);
+        assert_eq!(cfg.log_flush_interval_ms, None);
+        assert_eq!(cfg.log_segment_bytes, 2_000_000);
+        let err = |v| base.with_dynamic(&pairs(v)).unwrap_err().to_string();
+        assert!(err(&[("log.segment.bytes", "10")]).contains("`log.segment.bytes`"));
+        assert!(err(&[("log.retention.ms", "soon")]).contains("an integer"));
+        assert!(err(&[("log.dirs", "/tmp")]).contains("`log.dirs`"));
+        assert!(err(&[("no.such.key", "1")]).contains("`no.such.key`"));
     }
 
     #[test]

@@ -59,6 +59,10 @@ impl ConfigType {
 pub enum ConfigSource {
     /// Set on the topic (Kafka's `DYNAMIC_TOPIC_CONFIG`).
     DynamicTopic,
+    /// Set at run time on this broker (`DYNAMIC_BROKER_CONFIG`).
+    DynamicBroker,
+    /// Set at run time as the cluster-wide default (`DYNAMIC_DEFAULT_BROKER_CONFIG`).
+    DynamicDefaultBroker,
     /// Set in the broker's profile (`STATIC_BROKER_CONFIG`).
     StaticBroker,
     /// Nobody set it (`DEFAULT_CONFIG`).
@@ -69,6 +73,8 @@ impl ConfigSource {
     pub fn code(self) -> i8 {
         match self {
             ConfigSource::DynamicTopic => 1,
+            ConfigSource::DynamicBroker => 2,
+            ConfigSource::DynamicDefaultBroker => 3,
             ConfigSource::StaticBroker => 4,
             ConfigSource::Default => 5,
         }

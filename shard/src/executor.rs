@@ -66,6 +66,10 @@ where
     // Read before any shard starts, so a bad log dir stops start-up with nothing running.
     let topics = scan_log_dir(&config.log_dir)
         .map_err(|e| format!("cannot read the log dir {}: {e}", config.log_dir.display()))?;
+    // Run-time overrides from an earlier run win over the profile, as in Kafka.
+    config
+        .with_dynamic(&topics.broker_overrides().pairs())
+        .map_err(|e| format!("cannot use the broker's saved dynamic config: {e}"))?;
     tracing::info!(
         topics = topics.len(),
         "loaded topics from {}",

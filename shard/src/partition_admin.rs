@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
+use spate_core::config::BrokerConfig;
 use spate_core::topic_config::TopicConfig;
 use spate_log::ProducerInfo;
 
@@ -19,7 +20,10 @@ use crate::messages::{Reply, Request, TopicError};
 use crate::partition::LEADER_EPOCH;
 use crate::shard::{Shard, CONTROLLER_SHARD};
 use crate::topic_config::topic_settings;
-use crate::topics::{partition_dir, write_partition_files, TopicInfo, TopicTable};
+use crate::topics::{
+    partition_dir, write_broker_overrides, write_partition_files, BrokerOverrides, TopicInfo,
+    TopicTable,
+};
 
 /// One question for a partition's owner.
 #[derive(Debug, Clone)]
@@ -65,6 +69,8 @@ pub enum TopicChange {
     Partitions { topic: String, count: i32 },
     /// AlterConfigs / IncrementalAlterConfigs: the topic's new overrides, validated.
     Config { topic: String, config: TopicConfig },
+    /// AlterConfigs / IncrementalAlterConfigs on the broker: its new run-time overrides.
+    Broker { overrides: BrokerOverrides },
 }
 
 /// DeleteRecords' "up to the high watermark".
@@ -154,6 +160,14 @@ impl Shard {
         let mut table = (*self.topics()).clone();
         let mut results = Vec::with_capacity(changes.len());
         for change in changes {
+            if let TopicChange::Broker { overrides } = change {
+                let outcome = self.change_broker(&overrides, validate_only);
+                if outcome.is_ok() && !validate_only {
+                    table = table.with_broker_overrides(overrides);
+                }
+                results.push(outcome);
+                continue;
+            }
             match self.change_one(&table, change, validate_only) {
                 Ok(topic) => {
                     if !validate_only {
@@ -179,6 +193,12 @@ impl Shard {
         let fail = |error, message: String| Err(TopicError { error, message });
         let name = match &change {
             TopicChange::Partitions { topic, .. } | TopicChange::Config { topic, .. } => topic,
+            TopicChange::Broker { .. } => {
+                return fail(
+                    ResponseError::InvalidRequest,
+                    "a broker change names no topic".into(),
+                )
+            }
         };
         let Some(current) = table.get(name) else {
             return fail(
@@ -213,6 +233,7 @@ impl Shard {
                 topic.config = config;
                 0..topic.partitions
             }
+            TopicChange::Broker { .. } => 0..0,
         };
         if !validate_only {
             for p in dirs {
@@ -228,17 +249,59 @@ impl Shard {
         Ok(topic)
     }
 
-    /// Hands each open log of this shard the settings its topic's config now gives.
+    /// Checks the broker's new run-time overrides and, unless only validating, persists them.
+    fn change_broker(
+        &self,
+        overrides: &BrokerOverrides,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        self.config
+            .with_dynamic(&overrides.pairs())
+            .map_err(|e| TopicError {
+                error: ResponseError::InvalidConfig,
+                message: e.to_string(),
+            })?;
+        if validate_only {
+            return Ok(());
+        }
+        write_broker_overrides(&self.config.log_dir, overrides).map_err(|e| TopicError {
+            error: ResponseError::KafkaStorageError,
+            message: format!("cannot write the broker's dynamic config: {e}"),
+        })
+    }
+
+    /// The profile with the run-time overrides of `table` applied.
+    pub(crate) fn broker_config_for(&self, table: &TopicTable) -> BrokerConfig {
+        // The controller checked the overrides before publishing them (and start-up checked
+        // the file), so this only falls back if that invariant is broken.
+        self.config
+            .with_dynamic(&table.broker_overrides().pairs())
+            .unwrap_or_else(|e| {
+                tracing::error!("ignoring the broker's dynamic config: {e}");
+                (*self.config).clone()
+            })
+    }
+
+    /// What the broker runs with now: the profile with the run-time overrides applied.
+    pub fn effective_config(&self) -> BrokerConfig {
+        self.broker_config_for(&self.topics())
+    }
+
+    /// Hands each open log of this shard the settings its topic's config (over the broker's,
+    /// run-time overrides included) now gives.
     pub(crate) fn apply_topic_configs(&self, table: &TopicTable) {
+        let broker = self.broker_config_for(table);
         for ((topic, _), p) in self.partitions.borrow().iter() {
             let Some(info) = table.get(topic) else {
                 continue;
             };
-            let settings = topic_settings(&self.config, &info.config);
+            let settings = topic_settings(&broker, &info.config);
             if p.log.config() != settings.log {
                 p.log.set_config(settings.log);
             }
             p.max_message_bytes.set(settings.max_message_bytes);
+            p.log
+                .set_producer_id_expiration_ms(broker.producer_id_expiration_ms);
         }
     }
 }

@@ -580,7 +580,8 @@ impl Shard {
     }
 
     async fn open_partition(&self, topic: &TopicInfo, partition: i32) -> Result<(), String> {
-        let settings = topic_settings(&self.config, &topic.config);
+        let broker = self.broker_config_for(&self.topics());
+        let settings = topic_settings(&broker, &topic.config);
         let dir = partition_dir(&self.config.log_dir, &topic.name, partition);
         let log = PartitionLog::open(&dir, settings.log, self.clock.clone())
             .await
@@ -596,7 +597,7 @@ impl Shard {
             self.id
         );
         producer_ids::note_seen(log.max_producer_id());
-        log.set_producer_id_expiration_ms(self.config.producer_id_expiration_ms);
+        log.set_producer_id_expiration_ms(broker.producer_id_expiration_ms);
         // One replica: everything in the log is committed, so the high watermark is the end.
         log.set_high_watermark(log.log_end_offset());
         let p = Partition {

@@ -19,6 +19,10 @@ use uuid::Uuid;
 const PARTITION_METADATA_FILE: &str = "partition.metadata";
 /// Spate's file holding the topic's config overrides.
 const TOPIC_CONFIG_FILE: &str = "spate-topic.config";
+/// Spate's file in the log dir holding the broker's run-time config overrides.
+const BROKER_DYNAMIC_FILE: &str = "spate-broker-dynamic.config";
+/// The prefix of a cluster-wide default's line in that file (this broker's own are bare).
+const DEFAULT_PREFIX: &str = "default:";
 /// Kafka's limit on a topic name's length.
 const MAX_TOPIC_NAME_LEN: usize = 249;
 
@@ -32,14 +36,94 @@ pub struct TopicInfo {
     pub config: TopicConfig,
 }
 
-/// An immutable snapshot of every topic.
+/// Broker configs changed at run time (AlterConfigs on the broker resource), by key.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BrokerOverrides {
+    /// Set on this broker's own resource (its node id).
+    pub node: BTreeMap<String, String>,
+    /// Set on the cluster-wide default resource (the empty name).
+    pub cluster_default: BTreeMap<String, String>,
+}
+
+impl BrokerOverrides {
+    /// Every override in the order to apply them: this broker's own win over the defaults.
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        self.cluster_default
+            .iter()
+            .chain(&self.node)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    fn to_properties(&self) -> String {
+        let mut text = String::new();
+        for (k, v) in &self.cluster_default {
+            text.push_str(&format!("{DEFAULT_PREFIX}{k}={v}\n"));
+        }
+        for (k, v) in &self.node {
+            text.push_str(&format!("{k}={v}\n"));
+        }
+        text
+    }
+
+    fn from_properties(text: &str) -> Result<BrokerOverrides, String> {
+        let mut overrides = BrokerOverrides::default();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let (key, value) = line
+                .split_once('=')
+                .ok_or_else(|| format!("line {line:?} is not `key=value`"))?;
+            match key.strip_prefix(DEFAULT_PREFIX) {
+                Some(key) => overrides.cluster_default.insert(key.into(), value.into()),
+                None => overrides.node.insert(key.into(), value.into()),
+            };
+        }
+        Ok(overrides)
+    }
+}
+
+/// Persists the broker's run-time overrides in the log dir.
+pub fn write_broker_overrides(log_dir: &Path, overrides: &BrokerOverrides) -> io::Result<()> {
+    write_atomically(
+        &log_dir.join(BROKER_DYNAMIC_FILE),
+        overrides.to_properties().as_bytes(),
+    )
+}
+
+fn read_broker_overrides(log_dir: &Path) -> io::Result<BrokerOverrides> {
+    let path = log_dir.join(BROKER_DYNAMIC_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BrokerOverrides::default()),
+        Err(e) => return Err(e),
+    };
+    BrokerOverrides::from_properties(&text).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {e}", path.display()),
+        )
+    })
+}
+
+/// An immutable snapshot of every topic, and the broker's run-time config overrides.
 #[derive(Debug, Default, Clone)]
 pub struct TopicTable {
     by_name: BTreeMap<String, TopicInfo>,
     name_by_id: HashMap<Uuid, String>,
+    broker_overrides: BrokerOverrides,
 }
 
 impl TopicTable {
+    pub fn broker_overrides(&self) -> &BrokerOverrides {
+        &self.broker_overrides
+    }
+
+    /// A copy of this table with the broker's overrides replaced.
+    pub fn with_broker_overrides(&self, overrides: BrokerOverrides) -> TopicTable {
+        let mut table = self.clone();
+        table.broker_overrides = overrides;
+        table
+    }
+
     pub fn get(&self, name: &str) -> Option<&TopicInfo> {
         self.by_name.get(name)
     }
@@ -153,7 +237,10 @@ pub fn scan_log_dir(log_dir: &Path) -> io::Result<TopicTable> {
             slot.1 = entry.path();
         }
     }
-    let mut table = TopicTable::default();
+    let mut table = TopicTable {
+        broker_overrides: read_broker_overrides(log_dir)?,
+        ..TopicTable::default()
+    };
     for (name, (max_partition, dir)) in found {
         let id = read_topic_id(&dir.join(PARTITION_METADATA_FILE))?;
         let config = read_config(&dir.join(TOPIC_CONFIG_FILE))?;
@@ -283,5 +370,26 @@ mod tests {
         assert_eq!(table.len(), 1);
         assert_eq!(table.get("my-topic"), Some(&topic));
         assert_eq!(table.get_by_id(topic.id).map(|t| t.partitions), Some(3));
+        assert_eq!(table.broker_overrides(), &BrokerOverrides::default());
+    }
+
+    #[test]
+    fn broker_overrides_survive_a_rescan() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut overrides = BrokerOverrides::default();
+        overrides
+            .node
+            .insert("log.retention.ms".into(), "1000".into());
+        overrides
+            .cluster_default
+            .insert("log.retention.ms".into(), "5".into());
+        write_broker_overrides(dir.path(), &overrides).unwrap();
+        let table = scan_log_dir(dir.path()).unwrap();
+        assert_eq!(table.broker_overrides(), &overrides);
+        // This broker's own value comes last, so it wins.
+        assert_eq!(
+            overrides.pairs().last(),
+            Some(&("log.retention.ms".to_string(), "1000".to_string()))
+        );
     }
 }

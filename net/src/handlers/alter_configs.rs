@@ -2,14 +2,18 @@
 //! back to the broker's values), as Kafka's legacy API does. The controller persists them
 //! beside the topic's partitions and every owner applies them to its open logs at once.
 //!
-//! Broker configs are read from the profile at start-up; none can be changed while the
-//! broker runs, so a broker resource is refused naming the key (INVALID_CONFIG, Kafka's
-//! code for a config it will not change dynamically or does not know).
+//! On a broker resource (this node's id, or "" for the cluster-wide default) it replaces that
+//! scope's run-time overrides of the keys in `DYNAMIC_KEYS`; the controller persists them in
+//! the log dir and every shard applies them at once. Any other key is refused naming it
+//! (INVALID_CONFIG, Kafka's code for a config it will not change dynamically or does not know).
+
+use std::collections::BTreeMap;
 
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
+use spate_core::config::DYNAMIC_KEYS;
 use spate_core::topic_config::TopicConfig;
 use spate_shard::partition_admin::TopicChange;
 use spate_shard::TopicError;
@@ -47,11 +51,27 @@ pub async fn handle(ctx: &Context, request: AlterConfigsRequest) -> AlterConfigs
                                     message: e.message,
                                 })
                             }),
-                        BROKER => Err(refuse_broker(
-                            ctx,
-                            &name,
-                            r.configs.iter().map(|c| c.name.as_str()),
-                        )),
+                        BROKER => check_duplicates(r.configs.iter().map(|c| c.name.as_str()))
+                            .and_then(|()| {
+                                broker_change(
+                                    ctx,
+                                    &name,
+                                    r.configs.iter().map(|c| c.name.as_str()),
+                                    |scope| {
+                                        // Keys left out (or sent without a value) lose
+                                        // their override.
+                                        *scope = r
+                                            .configs
+                                            .iter()
+                                            .filter_map(|c| {
+                                                let value = c.value.as_ref()?;
+                                                Some((c.name.to_string(), value.to_string()))
+                                            })
+                                            .collect();
+                                        Ok(())
+                                    },
+                                )
+                            }),
                         other => Err(unsupported_resource(other)),
                     };
                 (r.resource_type, r.resource_name.clone(), change)
@@ -119,31 +139,50 @@ pub(crate) fn check_duplicates<'a>(names: impl Iterator<Item = &'a str>) -> Resu
     Ok(())
 }
 
-/// Why a broker config change is refused, naming the first key.
-pub(crate) fn refuse_broker<'a>(
+/// A change to the broker's run-time overrides: `edit` rewrites the overrides of the scope
+/// `resource` names (this broker's id, or "" for the cluster-wide default). Every key must be
+/// one of `DYNAMIC_KEYS` and the result must pass the profile's checks.
+pub(crate) fn broker_change<'a>(
     ctx: &Context,
     resource: &str,
-    mut keys: impl Iterator<Item = &'a str>,
-) -> TopicError {
+    keys: impl Iterator<Item = &'a str>,
+    edit: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), TopicError>,
+) -> Checked {
     let config = ctx.shard.config();
     if !resource.is_empty() && resource != config.node_id.to_string() {
-        return TopicError {
+        return Err(TopicError {
             error: ResponseError::InvalidRequest,
             message: format!("this is broker {}, not broker {resource}", config.node_id),
-        };
+        });
     }
-    let Some(key) = keys.next() else {
-        return TopicError {
-            error: ResponseError::InvalidRequest,
-            message: "no broker config to change".into(),
-        };
-    };
-    let known = broker_settings(config, ctx.shard.count())
+    for key in keys {
+        if !DYNAMIC_KEYS.contains(&key) {
+            return Err(refuse_key(ctx, key));
+        }
+    }
+    let mut overrides = ctx.shard.topics().broker_overrides().clone();
+    edit(match resource.is_empty() {
+        true => &mut overrides.cluster_default,
+        false => &mut overrides.node,
+    })?;
+    config
+        .with_dynamic(&overrides.pairs())
+        .map_err(|e| TopicError {
+            error: ResponseError::InvalidConfig,
+            message: e.to_string(),
+        })?;
+    Ok(TopicChange::Broker { overrides })
+}
+
+/// Why a key outside `DYNAMIC_KEYS` is refused.
+fn refuse_key(ctx: &Context, key: &str) -> TopicError {
+    let known = broker_settings(ctx.shard.config(), ctx.shard.count())
         .iter()
         .any(|(name, ..)| *name == key);
     let message = match known {
         true => format!(
-            "broker config `{key}` cannot be changed while Spate runs: set it in the broker profile and restart"
+            "broker config `{key}` cannot be changed while Spate runs: set it in the broker profile and restart (changeable at run time: {})",
+            DYNAMIC_KEYS.join(", ")
         ),
         false => format!("unknown broker config `{key}`"),
     };

@@ -137,7 +137,7 @@ fn topic_result(
         Ok(info) => {
             let configs = info
                 .config
-                .describe(ctx.shard.config())
+                .describe(&ctx.shard.effective_config())
                 .into_iter()
                 .map(|e| {
                     CreatableTopicConfigs::default()

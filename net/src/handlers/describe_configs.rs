@@ -1,5 +1,7 @@
 //! DescribeConfigs: a topic's configs (its overrides over the broker profile) and the
-//! broker's own settings. The broker resource also shows `spate.shards`, the shard count.
+//! broker's own settings, run-time overrides included (sourced DYNAMIC_BROKER_CONFIG when set
+//! on this broker, DYNAMIC_DEFAULT_BROKER_CONFIG when set as the cluster-wide default). The
+//! broker resource also shows `spate.shards`, the shard count.
 
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
@@ -7,7 +9,7 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use spate_core::config::BrokerConfig;
+use spate_core::config::{BrokerConfig, DYNAMIC_KEYS};
 use spate_core::topic_config::{ConfigEntry, ConfigSource, ConfigType};
 
 use super::Context;
@@ -58,7 +60,7 @@ pub fn handle(ctx: &Context, request: DescribeConfigsRequest) -> DescribeConfigs
 
 fn topic_entries(ctx: &Context, name: &str) -> Result<Vec<ConfigEntry>, (ResponseError, String)> {
     match ctx.shard.topics().get(name) {
-        Some(topic) => Ok(topic.config.describe(ctx.shard.config())),
+        Some(topic) => Ok(topic.config.describe(&ctx.shard.effective_config())),
         None => Err((
             ResponseError::UnknownTopicOrPartition,
             format!("topic {name} does not exist"),
@@ -75,22 +77,33 @@ fn broker_entries(ctx: &Context, name: &str) -> Result<Vec<ConfigEntry>, (Respon
             format!("this is broker {}, not broker {name}", config.node_id),
         ));
     }
-    Ok(broker_settings(config, ctx.shard.count())
+    let topics = ctx.shard.topics();
+    let overrides = topics.broker_overrides();
+    let effective = ctx.shard.effective_config();
+    let profile = broker_settings(config, ctx.shard.count());
+    Ok(broker_settings(&effective, ctx.shard.count())
         .into_iter()
-        .map(|(name, value, default, config_type)| ConfigEntry {
-            name,
-            source: if value == default {
-                ConfigSource::Default
-            } else {
-                ConfigSource::StaticBroker
+        .zip(profile)
+        .map(
+            |((name, value, default, config_type), (_, static_value, ..))| ConfigEntry {
+                name,
+                source: if overrides.node.contains_key(name) {
+                    ConfigSource::DynamicBroker
+                } else if overrides.cluster_default.contains_key(name) {
+                    ConfigSource::DynamicDefaultBroker
+                } else if static_value == default {
+                    ConfigSource::Default
+                } else {
+                    ConfigSource::StaticBroker
+                },
+                value,
+                read_only: !DYNAMIC_KEYS.contains(&name),
+                sensitive: false,
+                config_type,
+                documentation: "",
+                synonyms: Vec::new(),
             },
-            value,
-            read_only: true,
-            sensitive: false,
-            config_type,
-            documentation: "",
-            synonyms: Vec::new(),
-        })
+        )
         .collect())
 }
 
@@ -141,6 +154,11 @@ pub(crate) fn broker_settings(
             "log.roll.ms",
             &|c| c.log_roll_ms.to_string(),
             ConfigType::Long,
+        ),
+        row(
+            "log.index.interval.bytes",
+            &|c| c.log_index_interval_bytes.to_string(),
+            ConfigType::Int,
         ),
         row(
             "log.retention.ms",

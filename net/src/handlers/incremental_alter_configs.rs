@@ -1,6 +1,6 @@
 //! IncrementalAlterConfigs: SET, DELETE (back to the broker's value), APPEND and SUBTRACT
 //! (list configs) on a topic's overrides; all of a resource's operations apply or none do.
-//! Broker resources are refused as in AlterConfigs (see there).
+//! On a broker resource SET and DELETE change the run-time overrides (see AlterConfigs).
 
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
@@ -11,7 +11,7 @@ use spate_shard::partition_admin::TopicChange;
 use spate_shard::TopicError;
 
 use super::alter_configs::{
-    check_duplicates, refuse_broker, run, unsupported_resource, Checked, BROKER, TOPIC,
+    broker_change, check_duplicates, run, unsupported_resource, Checked, BROKER, TOPIC,
 };
 use super::Context;
 
@@ -58,11 +58,39 @@ pub async fn handle(
                         })
                     },
                 ),
-                BROKER => Err(refuse_broker(
-                    ctx,
-                    &name,
-                    r.configs.iter().map(|c| c.name.as_str()),
-                )),
+                BROKER => check_duplicates(r.configs.iter().map(|c| c.name.as_str())).and_then(
+                    |()| {
+                        broker_change(ctx, &name, r.configs.iter().map(|c| c.name.as_str()), |scope| {
+                            for c in &r.configs {
+                                let key = c.name.to_string();
+                                match (AlterOp::from_code(c.config_operation), &c.value) {
+                                    (Some(AlterOp::Set), Some(value)) => {
+                                        scope.insert(key, value.to_string());
+                                    }
+                                    (Some(AlterOp::Delete), _) => {
+                                        scope.remove(&key);
+                                    }
+                                    (Some(AlterOp::Set), None) => {
+                                        return Err(TopicError {
+                                            error: ResponseError::InvalidConfig,
+                                            message: format!("setting `{key}` needs a value"),
+                                        })
+                                    }
+                                    _ => {
+                                        return Err(TopicError {
+                                            error: ResponseError::InvalidRequest,
+                                            message: format!(
+                                                "operation {} on broker config `{key}`: use 0 (set) or 1 (delete)",
+                                                c.config_operation
+                                            ),
+                                        })
+                                    }
+                                }
+                            }
+                            Ok(())
+                        })
+                    },
+                ),
                 other => Err(unsupported_resource(other)),
             };
             (r.resource_type, r.resource_name.clone(), change)
