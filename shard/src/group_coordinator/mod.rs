@@ -690,6 +690,26 @@ mod tests {
     use super::*;
     use spate_log::ManualClock;
 
+    /// Runs `test` on a fresh executor with a loaded coordinator over `broker`'s log dir and a
+    /// manual clock starting at `start_ms`; `broker` is handed back for reopening.
+    fn with_coordinator<F, Fut>(broker: BrokerConfig, start_ms: i64, test: F)
+    where
+        F: FnOnce(BrokerConfig, GroupCoordinator, Rc<ManualClock>) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(512 << 10)
+            .make()
+            .unwrap()
+            .run(async move {
+                let clock = Rc::new(ManualClock::new(start_ms));
+                let config = GroupConfig::from_broker(&broker);
+                let c = GroupCoordinator::new(0, 1, &broker, config, clock.clone());
+                c.load().await;
+                test(broker, c, clock).await;
+            });
+    }
+
     fn join_args(member_id: &str) -> JoinArgs {
         JoinArgs {
             member_id: member_id.to_string(),
@@ -711,126 +731,109 @@ mod tests {
             log_dir: dir.path().to_path_buf(),
             ..BrokerConfig::default()
         };
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(512 << 10)
-            .make()
-            .unwrap()
-            .run(async move {
-                let clock = Rc::new(ManualClock::new(1_000));
-                let c = GroupCoordinator::new(
-                    0,
-                    1,
-                    &broker,
-                    GroupConfig::from_broker(&broker),
-                    clock.clone(),
-                );
-                c.load().await;
-                let GroupAnswer::Join(first) = c.handle("g", GroupCall::Join(join_args(""))).await
-                else {
-                    panic!("expected a join answer")
-                };
-                assert_eq!(first.error, Some(ResponseError::MemberIdRequired));
-                let member = first.member_id.clone();
-                let join = c.handle("g", GroupCall::Join(join_args(&member)));
-                futures_lite::pin!(join);
-                assert!(
-                    futures_lite::future::poll_once(&mut join).await.is_none(),
-                    "the initial delay holds the join"
-                );
-                clock.set(1_000 + 3_000);
-                c.tick().await;
-                let GroupAnswer::Join(joined) = join.await else {
-                    panic!("expected a join answer")
-                };
-                assert_eq!(joined.error, None);
-                assert_eq!(joined.generation, 1);
-                let sync = GroupCall::Sync {
-                    member_id: member.clone(),
-                    instance_id: None,
-                    generation: 1,
-                    protocol_type: None,
-                    protocol_name: None,
-                    assignments: vec![(member.clone(), Bytes::from_static(b"a"))],
-                };
-                assert!(matches!(
-                    c.handle("g", sync).await,
-                    GroupAnswer::Sync(Ok(_))
-                ));
-                let offsets = (0..3)
-                    .map(|p| CommitOffset {
-                        topic: "t".into(),
-                        partition: p,
-                        offset: 10 + i64::from(p),
-                        leader_epoch: -1,
-                        metadata: Some("x".repeat(if p == 2 { 5_000 } else { 1 })),
-                    })
-                    .collect();
-                let commit = GroupCall::Commit {
-                    member_id: member.clone(),
-                    instance_id: None,
-                    generation: 1,
-                    offsets,
-                };
-                let GroupAnswer::Commit(results) = c.handle("g", commit).await else {
-                    panic!("expected commit results")
-                };
-                assert_eq!(
-                    results,
-                    vec![Ok(()), Ok(()), Err(ResponseError::OffsetMetadataTooLarge)]
-                );
-                c.close().await;
+        with_coordinator(broker, 1_000, |broker, c, clock| async move {
+            let GroupAnswer::Join(first) = c.handle("g", GroupCall::Join(join_args(""))).await
+            else {
+                panic!("expected a join answer")
+            };
+            assert_eq!(first.error, Some(ResponseError::MemberIdRequired));
+            let member = first.member_id.clone();
+            let join = c.handle("g", GroupCall::Join(join_args(&member)));
+            futures_lite::pin!(join);
+            assert!(
+                futures_lite::future::poll_once(&mut join).await.is_none(),
+                "the initial delay holds the join"
+            );
+            clock.set(1_000 + 3_000);
+            c.tick().await;
+            let GroupAnswer::Join(joined) = join.await else {
+                panic!("expected a join answer")
+            };
+            assert_eq!(joined.error, None);
+            assert_eq!(joined.generation, 1);
+            let sync = GroupCall::Sync {
+                member_id: member.clone(),
+                instance_id: None,
+                generation: 1,
+                protocol_type: None,
+                protocol_name: None,
+                assignments: vec![(member.clone(), Bytes::from_static(b"a"))],
+            };
+            assert!(matches!(
+                c.handle("g", sync).await,
+                GroupAnswer::Sync(Ok(_))
+            ));
+            let offsets = (0..3)
+                .map(|p| CommitOffset {
+                    topic: "t".into(),
+                    partition: p,
+                    offset: 10 + i64::from(p),
+                    leader_epoch: -1,
+                    metadata: Some("x".repeat(if p == 2 { 5_000 } else { 1 })),
+                })
+                .collect();
+            let commit = GroupCall::Commit {
+                member_id: member.clone(),
+                instance_id: None,
+                generation: 1,
+                offsets,
+            };
+            let GroupAnswer::Commit(results) = c.handle("g", commit).await else {
+                panic!("expected commit results")
+            };
+            assert_eq!(
+                results,
+                vec![Ok(()), Ok(()), Err(ResponseError::OffsetMetadataTooLarge)]
+            );
+            c.close().await;
 
-                let c =
-                    GroupCoordinator::new(0, 1, &broker, GroupConfig::from_broker(&broker), clock);
-                c.load().await;
-                let GroupAnswer::Offsets(offsets) =
-                    c.handle("g", GroupCall::FetchOffsets(None)).await
-                else {
-                    panic!("expected offsets")
-                };
-                let offsets: Vec<(i32, i64)> = offsets
-                    .into_iter()
-                    .map(|(_, p, c)| (p, c.unwrap().offset))
-                    .collect();
-                assert_eq!(offsets, vec![(0, 10), (1, 11)]);
-                // The membership is back too: the member carries on in its generation.
-                let heartbeat = GroupCall::Heartbeat {
-                    member_id: member.clone(),
-                    instance_id: None,
-                    generation: 1,
-                };
-                assert!(matches!(
-                    c.handle("g", heartbeat).await,
-                    GroupAnswer::Heartbeat(Ok(()))
-                ));
-                let GroupAnswer::Describe(described) = c.handle("g", GroupCall::Describe).await
-                else {
-                    panic!("expected a description")
-                };
-                assert_eq!(described.state, "Stable");
-                assert_eq!(&described.members[0].assignment[..], b"a");
-                // Leaving empties the group; that is recorded as well.
-                assert!(matches!(
-                    c.handle("g", GroupCall::Leave(vec![(member, None)])).await,
-                    GroupAnswer::Leave(r) if r == vec![Ok(())]
-                ));
-                c.close().await;
-                let c = GroupCoordinator::new(
-                    0,
-                    1,
-                    &broker,
-                    GroupConfig::from_broker(&broker),
-                    Rc::new(ManualClock::new(1_000)),
-                );
-                c.load().await;
-                let GroupAnswer::Describe(described) = c.handle("g", GroupCall::Describe).await
-                else {
-                    panic!("expected a description")
-                };
-                assert_eq!(described.state, "Empty");
-                assert!(described.members.is_empty());
-                c.close().await;
-            });
+            let c = GroupCoordinator::new(0, 1, &broker, GroupConfig::from_broker(&broker), clock);
+            c.load().await;
+            let GroupAnswer::Offsets(offsets) = c.handle("g", GroupCall::FetchOffsets(None)).await
+            else {
+                panic!("expected offsets")
+            };
+            let offsets: Vec<(i32, i64)> = offsets
+                .into_iter()
+                .map(|(_, p, c)| (p, c.unwrap().offset))
+                .collect();
+            assert_eq!(offsets, vec![(0, 10), (1, 11)]);
+            // The membership is back too: the member carries on in its generation.
+            let heartbeat = GroupCall::Heartbeat {
+                member_id: member.clone(),
+                instance_id: None,
+                generation: 1,
+            };
+            assert!(matches!(
+                c.handle("g", heartbeat).await,
+                GroupAnswer::Heartbeat(Ok(()))
+            ));
+            let GroupAnswer::Describe(described) = c.handle("g", GroupCall::Describe).await else {
+                panic!("expected a description")
+            };
+            assert_eq!(described.state, "Stable");
+            assert_eq!(&described.members[0].assignment[..], b"a");
+            // Leaving empties the group; that is recorded as well.
+            assert!(matches!(
+                c.handle("g", GroupCall::Leave(vec![(member, None)])).await,
+                GroupAnswer::Leave(r) if r == vec![Ok(())]
+            ));
+            c.close().await;
+            let c = GroupCoordinator::new(
+                0,
+                1,
+                &broker,
+                GroupConfig::from_broker(&broker),
+                Rc::new(ManualClock::new(1_000)),
+            );
+            c.load().await;
+            let GroupAnswer::Describe(described) = c.handle("g", GroupCall::Describe).await else {
+                panic!("expected a description")
+            };
+            assert_eq!(described.state, "Empty");
+            assert!(described.members.is_empty());
+            c.close().await;
+        });
     }
 
     #[test]
@@ -849,23 +852,17 @@ mod tests {
             .map(|i| format!("other-{i}"))
             .find(|g| coordinator_partition(g, config.offsets_partitions) != bad)
             .unwrap();
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(512 << 10)
-            .make()
-            .unwrap()
-            .run(async move {
-                let c = GroupCoordinator::new(0, 1, &broker, config, Rc::new(ManualClock::new(0)));
-                c.load().await;
-                assert!(matches!(
-                    c.handle("g", GroupCall::FetchOffsets(None)).await,
-                    GroupAnswer::Error(ResponseError::CoordinatorNotAvailable)
-                ));
-                assert!(matches!(
-                    c.handle(&other, GroupCall::FetchOffsets(None)).await,
-                    GroupAnswer::Offsets(o) if o.is_empty()
-                ));
-                c.close().await;
-            });
+        with_coordinator(broker, 0, |_, c, _| async move {
+            assert!(matches!(
+                c.handle("g", GroupCall::FetchOffsets(None)).await,
+                GroupAnswer::Error(ResponseError::CoordinatorNotAvailable)
+            ));
+            assert!(matches!(
+                c.handle(&other, GroupCall::FetchOffsets(None)).await,
+                GroupAnswer::Offsets(o) if o.is_empty()
+            ));
+            c.close().await;
+        });
     }
 
     #[test]
@@ -876,37 +873,35 @@ mod tests {
             log_flush_interval_ms: Some(1_000),
             ..BrokerConfig::default()
         };
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(512 << 10)
-            .make()
-            .unwrap()
-            .run(async move {
-                let clock = Rc::new(ManualClock::new(10_000));
-                let config = GroupConfig::from_broker(&broker);
-                let c = GroupCoordinator::new(0, 1, &broker, config, clock.clone());
-                c.load().await;
-                c.tick().await;
-                let commit = GroupCall::Commit {
-                    member_id: String::new(),
-                    instance_id: None,
-                    generation: -1,
-                    offsets: vec![CommitOffset {
-                        topic: "t".into(),
-                        partition: 0,
-                        offset: 1,
-                        leader_epoch: -1,
-                        metadata: None,
-                    }],
-                };
-                assert!(matches!(c.handle("g", commit).await, GroupAnswer::Commit(r) if r == vec![Ok(())]));
-                let partition = coordinator_partition("g", config.offsets_partitions);
-                let log = c.logs.borrow()[&partition].clone();
-                assert!(log.recovery_point() < log.log_end_offset(), "not flushed yet");
-                clock.set(11_000);
-                c.tick().await;
-                assert_eq!(log.recovery_point(), log.log_end_offset());
-                c.close().await;
-            });
+        with_coordinator(broker, 10_000, |broker, c, clock| async move {
+            let config = GroupConfig::from_broker(&broker);
+            c.tick().await;
+            let commit = GroupCall::Commit {
+                member_id: String::new(),
+                instance_id: None,
+                generation: -1,
+                offsets: vec![CommitOffset {
+                    topic: "t".into(),
+                    partition: 0,
+                    offset: 1,
+                    leader_epoch: -1,
+                    metadata: None,
+                }],
+            };
+            assert!(
+                matches!(c.handle("g", commit).await, GroupAnswer::Commit(r) if r == vec![Ok(())])
+            );
+            let partition = coordinator_partition("g", config.offsets_partitions);
+            let log = c.logs.borrow()[&partition].clone();
+            assert!(
+                log.recovery_point() < log.log_end_offset(),
+                "not flushed yet"
+            );
+            clock.set(11_000);
+            c.tick().await;
+            assert_eq!(log.recovery_point(), log.log_end_offset());
+            c.close().await;
+        });
     }
 
     #[test]
@@ -994,62 +989,55 @@ mod tests {
             offsets_retention_check_interval_ms: 1_000,
             ..BrokerConfig::default()
         };
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(512 << 10)
-            .make()
-            .unwrap()
-            .run(async move {
-                let clock = Rc::new(ManualClock::new(1_000_000));
-                let config = GroupConfig::from_broker(&broker);
-                let c = GroupCoordinator::new(0, 1, &broker, config, clock.clone());
-                c.load().await;
-                let commit = |partition: i32| GroupCall::Commit {
-                    member_id: String::new(),
-                    instance_id: None,
-                    generation: -1,
-                    offsets: vec![CommitOffset {
-                        topic: "t".into(),
-                        partition,
-                        offset: 5,
-                        leader_epoch: -1,
-                        metadata: None,
-                    }],
-                };
-                assert!(matches!(
-                    c.handle("g", commit(0)).await,
-                    GroupAnswer::Commit(_)
-                ));
-                clock.set(1_030_000);
-                assert!(matches!(
-                    c.handle("g", commit(1)).await,
-                    GroupAnswer::Commit(_)
-                ));
-                // A group with a member keeps even old offsets.
-                assert!(matches!(
-                    c.handle("live", commit(0)).await,
-                    GroupAnswer::Commit(_)
-                ));
-                let GroupAnswer::Join(j) = c.handle("live", GroupCall::Join(join_args(""))).await
-                else {
-                    panic!()
-                };
-                let join = c.handle("live", GroupCall::Join(join_args(&j.member_id)));
-                futures_lite::pin!(join);
-                assert!(futures_lite::future::poll_once(&mut join).await.is_none());
-                clock.set(1_060_500);
-                c.tick().await;
-                // Partition 0 (committed 60.5 s ago) expired; partition 1 not yet.
-                let left: Vec<i32> = c.fetch("g", None).into_iter().map(|(_, p, _)| p).collect();
-                assert_eq!(left, vec![1]);
-                assert_eq!(c.fetch("live", None).len(), 1);
-                c.close().await;
-                // The expiry is durable.
-                let c = GroupCoordinator::new(0, 1, &broker, config, clock);
-                c.load().await;
-                let left: Vec<i32> = c.fetch("g", None).into_iter().map(|(_, p, _)| p).collect();
-                assert_eq!(left, vec![1]);
-                c.close().await;
-            });
+        with_coordinator(broker, 1_000_000, |broker, c, clock| async move {
+            let config = GroupConfig::from_broker(&broker);
+            let commit = |partition: i32| GroupCall::Commit {
+                member_id: String::new(),
+                instance_id: None,
+                generation: -1,
+                offsets: vec![CommitOffset {
+                    topic: "t".into(),
+                    partition,
+                    offset: 5,
+                    leader_epoch: -1,
+                    metadata: None,
+                }],
+            };
+            assert!(matches!(
+                c.handle("g", commit(0)).await,
+                GroupAnswer::Commit(_)
+            ));
+            clock.set(1_030_000);
+            assert!(matches!(
+                c.handle("g", commit(1)).await,
+                GroupAnswer::Commit(_)
+            ));
+            // A group with a member keeps even old offsets.
+            assert!(matches!(
+                c.handle("live", commit(0)).await,
+                GroupAnswer::Commit(_)
+            ));
+            let GroupAnswer::Join(j) = c.handle("live", GroupCall::Join(join_args(""))).await
+            else {
+                panic!()
+            };
+            let join = c.handle("live", GroupCall::Join(join_args(&j.member_id)));
+            futures_lite::pin!(join);
+            assert!(futures_lite::future::poll_once(&mut join).await.is_none());
+            clock.set(1_060_500);
+            c.tick().await;
+            // Partition 0 (committed 60.5 s ago) expired; partition 1 not yet.
+            let left: Vec<i32> = c.fetch("g", None).into_iter().map(|(_, p, _)| p).collect();
+            assert_eq!(left, vec![1]);
+            assert_eq!(c.fetch("live", None).len(), 1);
+            c.close().await;
+            // The expiry is durable.
+            let c = GroupCoordinator::new(0, 1, &broker, config, clock);
+            c.load().await;
+            let left: Vec<i32> = c.fetch("g", None).into_iter().map(|(_, p, _)| p).collect();
+            assert_eq!(left, vec![1]);
+            c.close().await;
+        });
     }
 
     #[test]
