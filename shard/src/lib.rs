@@ -5,11 +5,13 @@
 //! - `placement`: which shard owns a partition.
 //! - `router`: calls from one shard to another over glommio shared channels.
 //! - `shard`: a shard's partitions and the operations the Kafka server calls;
-//!   `controller`: topic creation and deletion; `maintenance`: scheduled flush and retention.
+//!   `topic_admin`: topic creation and deletion (on the controller shard); `maintenance`:
+//!   scheduled flush and retention.
+//! - `controller`: the cluster metadata quorum (openraft) and the broker's link to it.
 //! - `group_coordinator`: consumer groups and committed offsets.
 //! - `topics`: the topic table (one shard owns it, the others get snapshots) and its files.
 
-mod controller;
+pub mod controller;
 pub mod executor;
 pub mod group_coordinator;
 mod maintenance;
@@ -22,6 +24,7 @@ mod producer_ids;
 mod router;
 pub mod shard;
 mod start_barrier;
+mod topic_admin;
 pub mod topic_config;
 pub mod topics;
 

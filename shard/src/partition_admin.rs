@@ -15,10 +15,10 @@ use spate_core::config::BrokerConfig;
 use spate_core::topic_config::TopicConfig;
 use spate_log::ProducerInfo;
 
-use crate::controller::shutting_down;
 use crate::messages::{Reply, Request, TopicError};
 use crate::partition::LEADER_EPOCH;
 use crate::shard::{Shard, CONTROLLER_SHARD};
+use crate::topic_admin::shutting_down;
 use crate::topic_config::topic_settings;
 use crate::topics::{
     partition_dir, write_broker_overrides, write_partition_files, BrokerOverrides, TopicInfo,

@@ -17,7 +17,6 @@ use kafka_protocol::ResponseError;
 use spate_core::config::BrokerConfig;
 use spate_log::{Clock, PartitionLog, ReadSlice, SystemClock};
 
-use crate::controller::shutting_down;
 use crate::group_coordinator::{
     coordinator_shard, GroupAnswer, GroupCall, GroupConfig, GroupCoordinator, ListedGroup,
 };
@@ -30,6 +29,7 @@ use crate::partition::{read_slice_to_bytes, Partition};
 use crate::placement::owner_shard;
 use crate::producer_ids;
 use crate::router::{Body, Envelope, Links, Router};
+use crate::topic_admin::shutting_down;
 use crate::topic_config::topic_settings;
 use crate::topics::{partition_dir, TopicInfo, TopicTable};
 
