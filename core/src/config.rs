@@ -219,6 +219,35 @@ impl BrokerConfig {
     }
 }
 
+impl BrokerConfig {
+    /// `advertised.listeners`, else `listeners`, split into host and port: where clients
+    /// reach this broker. A wildcard bind address (`0.0.0.0`, `::`) cannot be connected to
+    /// from elsewhere: like Kafka, advertise the machine's host name instead.
+    pub fn advertised_address(&self) -> (String, u16) {
+        let address = self.advertised_listen.as_deref().unwrap_or(&self.listen);
+        let (host, port) = match address.rsplit_once(':') {
+            Some((host, port)) => (
+                host.trim_start_matches('[').trim_end_matches(']'),
+                port.parse().unwrap_or(0),
+            ),
+            None => (address, 0),
+        };
+        let host = match host {
+            "" | "0.0.0.0" | "::" => host_name(),
+            host => host.to_string(),
+        };
+        (host, port)
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
 /// The broker keys AlterConfigs may change while the broker runs (Kafka's dynamic broker
 /// configs); every other key needs a restart.
 pub const DYNAMIC_KEYS: &[&str] = &[
@@ -738,6 +767,21 @@ static KEYS: &[Key] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn advertises_the_listener_or_the_host_name_for_a_wildcard() {
+        let mut config = BrokerConfig {
+            listen: "127.0.0.1:9092".into(),
+            ..BrokerConfig::default()
+        };
+        assert_eq!(config.advertised_address(), ("127.0.0.1".into(), 9092));
+        config.listen = "0.0.0.0:9093".into();
+        let (host, port) = config.advertised_address();
+        assert_eq!(port, 9093);
+        assert!(!host.is_empty() && host != "0.0.0.0");
+        config.advertised_listen = Some("[::1]:19092".into());
+        assert_eq!(config.advertised_address(), ("::1".into(), 19092));
+    }
 
     fn parse(yaml: &str) -> Result<BrokerConfig, ConfigError> {
         BrokerConfig::parse(yaml, "test.yaml")

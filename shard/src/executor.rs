@@ -64,7 +64,7 @@ where
 {
     let count = shard_count(&config);
     // Read before any shard starts, so a bad log dir stops start-up with nothing running.
-    let topics = scan_log_dir(&config.log_dir)
+    let topics = scan_log_dir(&config)
         .map_err(|e| format!("cannot read the log dir {}: {e}", config.log_dir.display()))?;
     // Run-time overrides from an earlier run win over the profile, as in Kafka.
     config

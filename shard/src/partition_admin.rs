@@ -15,6 +15,7 @@ use spate_core::config::BrokerConfig;
 use spate_core::topic_config::TopicConfig;
 use spate_log::ProducerInfo;
 
+use crate::controller::image::PartitionAssignment;
 use crate::messages::{Reply, Request, TopicError};
 use crate::partition::LEADER_EPOCH;
 use crate::shard::{Shard, CONTROLLER_SHARD};
@@ -226,7 +227,10 @@ impl Shard {
                     );
                 }
                 let old = topic.partitions;
-                topic.partitions = count;
+                // A single broker holds and leads every partition.
+                topic.add_partitions(
+                    (old..count).map(|_| PartitionAssignment::single(self.config.node_id)),
+                );
                 old..count
             }
             TopicChange::Config { config, .. } => {

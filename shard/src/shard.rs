@@ -539,11 +539,33 @@ impl Shard {
         }
     }
 
-    /// Installs a new topic table: opens the partitions this shard now owns, deletes those
-    /// whose topic is gone.
+    /// Installs a new topic table: opens the partitions this shard owns and this broker is a
+    /// replica of, deletes those whose topic is gone, closes (keeping the data) those this
+    /// broker no longer holds a replica of.
     pub(crate) async fn apply(&self, table: Arc<TopicTable>) {
         *self.topics.borrow_mut() = table.clone();
         self.apply_topic_configs(&table);
+        let node_id = self.config.node_id;
+        let not_replica: Vec<_> = self
+            .partitions
+            .borrow()
+            .keys()
+            .filter(|(topic, partition)| {
+                table
+                    .assignment(topic, *partition)
+                    .is_some_and(|a| !a.replicas.contains(&node_id))
+            })
+            .cloned()
+            .collect();
+        for key in not_replica {
+            let removed = self.partitions.borrow_mut().remove(&key);
+            if let Some(p) = removed {
+                p.appended.notify_all();
+                if let Err(e) = p.log.close().await {
+                    tracing::error!("closing partition {}-{} failed: {e}", key.0, key.1);
+                }
+            }
+        }
         let gone: Vec<_> = self
             .partitions
             .borrow()
@@ -564,8 +586,9 @@ impl Shard {
             }
         }
         for topic in table.iter() {
-            for partition in 0..topic.partitions {
+            for (partition, assignment) in (0..).zip(&topic.assignments) {
                 if self.owner_of(&topic.name, partition) != self.id
+                    || !assignment.replicas.contains(&node_id)
                     || self.partition(&topic.name, partition).is_some()
                 {
                     continue;
@@ -587,7 +610,12 @@ impl Shard {
             .await
             .map_err(|e| e.to_string())?;
         // The owner check ran before the await; the table may have changed meanwhile.
-        if self.topics().get(&topic.name).map(|t| t.id) != Some(topic.id) {
+        let table = self.topics();
+        if table.get(&topic.name).map(|t| t.id) != Some(topic.id)
+            || !table
+                .assignment(&topic.name, partition)
+                .is_some_and(|a| a.replicas.contains(&self.config.node_id))
+        {
             return log.close().await.map_err(|e| e.to_string());
         }
         tracing::info!(

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
 
+use crate::controller::image::PartitionAssignment;
 use crate::messages::{NewTopic, Request, TopicError};
 use crate::shard::Shard;
 use crate::topics::{
@@ -61,12 +62,15 @@ impl Shard {
                 ),
             );
         }
-        let topic = TopicInfo {
-            name: new.name,
-            id: uuid::Uuid::new_v4(),
-            partitions: new.partitions,
-            config: new.config,
-        };
+        // A single broker holds and leads every partition.
+        let topic = TopicInfo::new(
+            new.name,
+            uuid::Uuid::new_v4(),
+            new.config,
+            (0..new.partitions)
+                .map(|_| PartitionAssignment::single(self.config.node_id))
+                .collect(),
+        );
         if !validate_only {
             for p in 0..topic.partitions {
                 let dir = partition_dir(&self.config.log_dir, &topic.name, p);

@@ -1,4 +1,5 @@
-//! The topic table: every topic's name, id, partition count and config overrides.
+//! The topic table: every topic's name, id, config overrides and partitions (each with its
+//! replicas, leader, epochs and ISR), and the brokers of the cluster.
 //!
 //! Shard 0 owns the authoritative copy and publishes each change to every shard as a new
 //! immutable [`TopicTable`] behind an `Arc`; readers hold a snapshot and never lock.
@@ -8,12 +9,14 @@
 //! overrides, `key=value` lines), so a restart rebuilds the table by scanning the log dir.
 
 use std::collections::{BTreeMap, HashMap};
-
-use spate_core::topic_config::TopicConfig;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use spate_core::config::BrokerConfig;
+use spate_core::topic_config::TopicConfig;
 use uuid::Uuid;
+
+use crate::controller::image::{BrokerRegistration, PartitionAssignment};
 
 /// Kafka's file holding a partition's topic id.
 const PARTITION_METADATA_FILE: &str = "partition.metadata";
@@ -25,15 +28,71 @@ const BROKER_DYNAMIC_FILE: &str = "spate-broker-dynamic.config";
 const DEFAULT_PREFIX: &str = "default:";
 /// Kafka's limit on a topic name's length.
 const MAX_TOPIC_NAME_LEN: usize = 249;
+/// The cluster id a single broker (no controller quorum) reports.
+pub const SINGLE_NODE_CLUSTER_ID: &str = "spate";
 
 /// One topic as the table holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicInfo {
     pub name: String,
     pub id: Uuid,
+    /// The partition count: always `assignments.len()` (build with [`TopicInfo::new`] and
+    /// grow with [`TopicInfo::add_partitions`] to keep it so).
     pub partitions: i32,
     /// The topic's config overrides.
     pub config: TopicConfig,
+    /// Indexed by partition number: replicas, leader, epochs and ISR.
+    pub assignments: Vec<PartitionAssignment>,
+}
+
+impl TopicInfo {
+    pub fn new(
+        name: String,
+        id: Uuid,
+        config: TopicConfig,
+        assignments: Vec<PartitionAssignment>,
+    ) -> TopicInfo {
+        TopicInfo {
+            name,
+            id,
+            partitions: partition_count(&assignments),
+            config,
+            assignments,
+        }
+    }
+
+    /// The assignment of `partition`, if the topic has it.
+    pub fn assignment(&self, partition: i32) -> Option<&PartitionAssignment> {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.assignments.get(p))
+    }
+
+    /// Appends partitions with these assignments.
+    pub fn add_partitions(&mut self, assignments: impl IntoIterator<Item = PartitionAssignment>) {
+        self.assignments.extend(assignments);
+        self.partitions = partition_count(&self.assignments);
+    }
+}
+
+/// Topics are far below `i32::MAX` partitions: Kafka's partition numbers are INT32.
+fn partition_count(assignments: &[PartitionAssignment]) -> i32 {
+    i32::try_from(assignments.len()).unwrap_or(i32::MAX)
+}
+
+/// This broker's registration as the single-node table lists it: its advertised address,
+/// unfenced.
+pub fn local_broker(config: &BrokerConfig) -> BrokerRegistration {
+    let (host, port) = config.advertised_address();
+    BrokerRegistration {
+        node_id: config.node_id,
+        host,
+        port,
+        rack: None,
+        incarnation: Uuid::new_v4(),
+        epoch: 0,
+        fenced: false,
+    }
 }
 
 /// Broker configs changed at run time (AlterConfigs on the broker resource), by key.
@@ -104,15 +163,64 @@ fn read_broker_overrides(log_dir: &Path) -> io::Result<BrokerOverrides> {
     })
 }
 
-/// An immutable snapshot of every topic, and the broker's run-time config overrides.
+/// An immutable snapshot of every topic, the cluster's brokers, and this broker's run-time
+/// config overrides.
 #[derive(Debug, Default, Clone)]
 pub struct TopicTable {
     by_name: BTreeMap<String, TopicInfo>,
     name_by_id: HashMap<Uuid, String>,
     broker_overrides: BrokerOverrides,
+    brokers: BTreeMap<i32, BrokerRegistration>,
+    cluster_id: String,
 }
 
 impl TopicTable {
+    /// Every registered broker by node id, fenced ones included.
+    pub fn brokers(&self) -> &BTreeMap<i32, BrokerRegistration> {
+        &self.brokers
+    }
+
+    pub fn broker(&self, node_id: i32) -> Option<&BrokerRegistration> {
+        self.brokers.get(&node_id)
+    }
+
+    /// True if `node_id` is registered and not fenced.
+    pub fn is_alive(&self, node_id: i32) -> bool {
+        self.broker(node_id).is_some_and(|b| !b.fenced)
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    /// A copy of this table with the brokers and cluster id replaced.
+    pub fn with_brokers(
+        &self,
+        cluster_id: String,
+        brokers: BTreeMap<i32, BrokerRegistration>,
+    ) -> TopicTable {
+        let mut table = self.clone();
+        table.cluster_id = cluster_id;
+        table.brokers = brokers;
+        table
+    }
+
+    /// The assignment of `topic`-`partition`, if both exist.
+    pub fn assignment(&self, topic: &str, partition: i32) -> Option<&PartitionAssignment> {
+        self.get(topic).and_then(|t| t.assignment(partition))
+    }
+
+    /// The replicas of `assignment` whose broker is fenced or not registered (Kafka's
+    /// offline replicas), in replica order.
+    pub fn offline_replicas(&self, assignment: &PartitionAssignment) -> Vec<i32> {
+        assignment
+            .replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.is_alive(*r))
+            .collect()
+    }
+
     pub fn broker_overrides(&self) -> &BrokerOverrides {
         &self.broker_overrides
     }
@@ -146,6 +254,7 @@ impl TopicTable {
 
     /// A copy of this table with `topic` added or replaced.
     pub fn with(&self, topic: TopicInfo) -> TopicTable {
+        debug_assert_eq!(topic.partitions, partition_count(&topic.assignments));
         let mut table = self.clone();
         table.name_by_id.insert(topic.id, topic.name.clone());
         table.by_name.insert(topic.name.clone(), topic);
@@ -205,9 +314,11 @@ pub fn write_partition_files(dir: &Path, topic: &TopicInfo) -> io::Result<()> {
     )
 }
 
-/// Rebuilds the topic table from the partition directories under `log_dir`.
+/// Rebuilds the single broker's topic table from the partition directories under
+/// `config.log_dir`: every partition on this broker alone, which is the only broker listed.
 /// Directories whose name is not `<valid topic>-<partition>` are skipped.
-pub fn scan_log_dir(log_dir: &Path) -> io::Result<TopicTable> {
+pub fn scan_log_dir(config: &BrokerConfig) -> io::Result<TopicTable> {
+    let log_dir = config.log_dir.as_path();
     std::fs::create_dir_all(log_dir)?;
     let mut found: BTreeMap<String, (i32, PathBuf)> = BTreeMap::new();
     for entry in std::fs::read_dir(log_dir)? {
@@ -237,19 +348,24 @@ pub fn scan_log_dir(log_dir: &Path) -> io::Result<TopicTable> {
             slot.1 = entry.path();
         }
     }
+    let broker = local_broker(config);
     let mut table = TopicTable {
         broker_overrides: read_broker_overrides(log_dir)?,
+        cluster_id: SINGLE_NODE_CLUSTER_ID.to_string(),
+        brokers: BTreeMap::from([(broker.node_id, broker)]),
         ..TopicTable::default()
     };
     for (name, (max_partition, dir)) in found {
         let id = read_topic_id(&dir.join(PARTITION_METADATA_FILE))?;
-        let config = read_config(&dir.join(TOPIC_CONFIG_FILE))?;
-        let topic = TopicInfo {
+        let topic_config = read_config(&dir.join(TOPIC_CONFIG_FILE))?;
+        let topic = TopicInfo::new(
             name,
-            id: id.unwrap_or_else(Uuid::new_v4),
-            partitions: max_partition + 1,
-            config,
-        };
+            id.unwrap_or_else(Uuid::new_v4),
+            topic_config,
+            (0..=max_partition)
+                .map(|_| PartitionAssignment::single(config.node_id))
+                .collect(),
+        );
         if id.is_none() {
             // A directory from before ids were kept (or a lost file): give it one now.
             for p in 0..topic.partitions {
@@ -353,24 +469,86 @@ mod tests {
         assert!(validate_topic_name(&"x".repeat(250)).is_err());
     }
 
+    fn config_in(dir: &Path, node_id: i32) -> BrokerConfig {
+        BrokerConfig {
+            log_dir: dir.to_path_buf(),
+            node_id,
+            listen: "127.0.0.1:19092".into(),
+            ..BrokerConfig::default()
+        }
+    }
+
     #[test]
     fn scan_rebuilds_topics_from_partition_dirs() {
         let dir = tempfile::tempdir().unwrap();
-        let topic = TopicInfo {
-            name: "my-topic".into(),
-            id: Uuid::new_v4(),
-            partitions: 3,
-            config: TopicConfig::from_pairs([("retention.ms", Some("1000"))]).unwrap(),
-        };
+        let topic = TopicInfo::new(
+            "my-topic".into(),
+            Uuid::new_v4(),
+            TopicConfig::from_pairs([("retention.ms", Some("1000"))]).unwrap(),
+            vec![PartitionAssignment::single(4); 3],
+        );
         for p in 0..3 {
             write_partition_files(&partition_dir(dir.path(), "my-topic", p), &topic).unwrap();
         }
         std::fs::create_dir(dir.path().join("not a partition")).unwrap();
-        let table = scan_log_dir(dir.path()).unwrap();
+        let table = scan_log_dir(&config_in(dir.path(), 4)).unwrap();
         assert_eq!(table.len(), 1);
         assert_eq!(table.get("my-topic"), Some(&topic));
         assert_eq!(table.get_by_id(topic.id).map(|t| t.partitions), Some(3));
         assert_eq!(table.broker_overrides(), &BrokerOverrides::default());
+        assert_eq!(
+            table.assignment("my-topic", 2),
+            Some(&PartitionAssignment::single(4))
+        );
+        assert_eq!(table.assignment("my-topic", 3), None);
+        assert_eq!(table.assignment("my-topic", -1), None);
+        // The table lists this broker alone, at its advertised address, unfenced.
+        let brokers: Vec<_> = table.brokers().values().collect();
+        assert_eq!(brokers.len(), 1);
+        assert_eq!(
+            (
+                brokers[0].node_id,
+                brokers[0].host.as_str(),
+                brokers[0].port
+            ),
+            (4, "127.0.0.1", 19092)
+        );
+        assert!(table.is_alive(4) && !table.is_alive(5));
+        assert_eq!(table.cluster_id(), SINGLE_NODE_CLUSTER_ID);
+    }
+
+    #[test]
+    fn offline_replicas_are_fenced_or_unregistered() {
+        let mut fenced = local_broker(&config_in(Path::new("x"), 2));
+        fenced.fenced = true;
+        let brokers = BTreeMap::from([
+            (1, local_broker(&config_in(Path::new("x"), 1))),
+            (2, fenced),
+        ]);
+        let table = TopicTable::default().with_brokers("c".into(), brokers);
+        let assignment = PartitionAssignment {
+            replicas: vec![3, 1, 2],
+            isr: vec![1],
+            leader: 1,
+            leader_epoch: 4,
+            partition_epoch: 7,
+        };
+        assert_eq!(table.offline_replicas(&assignment), vec![3, 2]);
+        assert_eq!(table.cluster_id(), "c");
+    }
+
+    #[test]
+    fn partition_count_follows_the_assignments() {
+        let mut topic = TopicInfo::new(
+            "t".into(),
+            Uuid::new_v4(),
+            TopicConfig::default(),
+            vec![PartitionAssignment::single(1)],
+        );
+        assert_eq!(topic.partitions, 1);
+        topic.add_partitions(vec![PartitionAssignment::single(1); 2]);
+        assert_eq!(topic.partitions, 3);
+        assert!(topic.assignment(2).is_some() && topic.assignment(3).is_none());
     }
 
     #[test]
@@ -384,7 +562,7 @@ mod tests {
             .cluster_default
             .insert("log.retention.ms".into(), "5".into());
         write_broker_overrides(dir.path(), &overrides).unwrap();
-        let table = scan_log_dir(dir.path()).unwrap();
+        let table = scan_log_dir(&config_in(dir.path(), 1)).unwrap();
         assert_eq!(table.broker_overrides(), &overrides);
         // This broker's own value comes last, so it wins.
         assert_eq!(

@@ -1,5 +1,5 @@
-//! DescribeCluster: the cluster id, the controller and the brokers (this one broker, which
-//! is also its own controller). Asking for the controller endpoints
+//! DescribeCluster: the cluster id, the controller and the brokers of the shard's topic table
+//! (fenced ones only when v2+ asks for them, flagged). Asking for the controller endpoints
 //! (`endpoint_type` = 2) gets UNSUPPORTED_ENDPOINT_TYPE, as from a Kafka broker.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -7,7 +7,6 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::metadata::{advertised_address, CLUSTER_ID};
 use super::Context;
 
 /// Kafka's endpoint types.
@@ -22,9 +21,10 @@ const CLUSTER_OPERATIONS: i32 =
 
 pub fn handle(ctx: &Context, request: DescribeClusterRequest) -> DescribeClusterResponse {
     let config = ctx.shard.config();
+    let table = ctx.shard.topics();
     let response = DescribeClusterResponse::default()
         .with_endpoint_type(request.endpoint_type)
-        .with_cluster_id(StrBytes::from_static_str(CLUSTER_ID));
+        .with_cluster_id(StrBytes::from_string(table.cluster_id().to_string()));
     if ctx.version() >= 1 && request.endpoint_type != BROKERS {
         return response
             .with_error_code(ResponseError::UnsupportedEndpointType.code())
@@ -35,13 +35,23 @@ pub fn handle(ctx: &Context, request: DescribeClusterRequest) -> DescribeCluster
             .with_controller_id(BrokerId(-1))
             .with_cluster_authorized_operations(OPERATIONS_OMITTED);
     }
-    let (host, port) = advertised_address(config);
+    let brokers = table
+        .brokers()
+        .values()
+        .filter(|b| request.include_fenced_brokers || !b.fenced)
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.node_id))
+                .with_host(StrBytes::from_string(b.host.clone()))
+                .with_port(i32::from(b.port))
+                .with_rack(b.rack.clone().map(StrBytes::from_string))
+                .with_is_fenced(b.fenced)
+        })
+        .collect();
     response
+        // As a KRaft broker does: clients reach the controllers through a broker (this one).
         .with_controller_id(BrokerId(config.node_id))
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(config.node_id))
-            .with_host(StrBytes::from_string(host))
-            .with_port(port)])
+        .with_brokers(brokers)
         .with_cluster_authorized_operations(match request.include_cluster_authorized_operations {
             true => CLUSTER_OPERATIONS,
             false => OPERATIONS_OMITTED,

@@ -7,7 +7,6 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::metadata::advertised_address;
 use super::Context;
 
 /// The first version that takes a batch of keys.
@@ -17,7 +16,8 @@ const MAX_KEY_TYPE: i8 = 1;
 
 pub fn handle(ctx: &Context, request: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let config = ctx.shard.config();
-    let (host, port) = advertised_address(config);
+    let (host, port) = config.advertised_address();
+    let port = i32::from(port);
     let node = BrokerId(config.node_id);
     let error = (request.key_type > MAX_KEY_TYPE || request.key_type < 0)
         .then_some(ResponseError::InvalidRequest);
