@@ -518,9 +518,13 @@ class Network:
             if n.node_id != node_id:
                 self.cut(node_id, n.node_id)
 
-    def heal(self) -> None:
+    def heal(self, a=None, b=None) -> None:
+        """Restores the link between a and b, or every link when none is named."""
         with self.lock:
-            self.cuts.clear()
+            if a is None:
+                self.cuts.clear()
+            else:
+                self.cuts.discard(frozenset((a, b)))
 
     def blocked(self, a, b) -> bool:
         with self.lock:
