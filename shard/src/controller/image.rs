@@ -22,6 +22,11 @@ pub struct ClusterImage {
     /// Dynamic broker configs (AlterConfigs on the broker resource): `""` is the cluster
     /// default, a node id (as text) that broker's own; key -> value text.
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// The active controller's `unclean.leader.election.enable` (its static broker config),
+    /// used for a topic when neither the topic nor `broker_configs[""]` sets the key. Carried
+    /// in the image (by `Command::ActivateController`) so `apply` stays deterministic.
+    #[serde(default)]
+    pub unclean_leader_election_enable: bool,
 }
 
 /// A broker as it registered.
