@@ -7,12 +7,20 @@
 //! - `apply`: `ClusterImage::apply`, the deterministic transition (the Raft state machine).
 //! - `election`: fencing and leader election (clean from the ISR, unclean if allowed).
 //! - `assignment`: Kafka's replica placement, run by the active controller before proposing.
+//! - `raft_types`: the openraft type configuration.
+//! - `metadata_files`: the files of `<log.dirs>/spate-metadata/` (log records, atomic JSON).
+//! - `raft_store`: openraft storage over those files, with the image as state machine.
 
 mod apply;
 pub mod assignment;
 pub mod commands;
 pub mod election;
 pub mod image;
+pub mod metadata_files;
+pub mod raft_store;
+pub mod raft_types;
 
 #[cfg(test)]
 mod apply_tests;
+#[cfg(test)]
+mod raft_store_tests;
