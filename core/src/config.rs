@@ -12,13 +12,43 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml_ng::Value;
 
+mod cluster;
+
+use cluster::Listener;
+pub use cluster::{ProcessRoles, QuorumVoter};
+
 /// Everything a broker needs to start. `Default` is what `spate serve` runs with no flags.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BrokerConfig {
     /// `node.id`: this broker's id in metadata responses.
     pub node_id: i32,
-    /// `listeners`: the address clients connect to, as `HOST:PORT`.
+    /// `process.roles`: broker, controller or both.
+    pub process_roles: ProcessRoles,
+    /// `listeners`, its PLAINTEXT entry: the address clients connect to, as `HOST:PORT`.
     pub listen: String,
+    /// `listeners`, the entry named in `controller.listener.names`: where this controller
+    /// takes Raft and broker traffic, as `HOST:PORT`; `None` without one.
+    pub controller_listen: Option<String>,
+    /// `controller.listener.names`: the listener names that are the controller's.
+    pub controller_listener_names: Vec<String>,
+    /// `controller.quorum.voters`: every controller's id and controller endpoint; empty means
+    /// a single node running its own voter in-process.
+    pub controller_quorum_voters: Vec<QuorumVoter>,
+    /// `broker.session.timeout.ms`: a broker silent this long is fenced.
+    pub broker_session_timeout_ms: u64,
+    /// `broker.heartbeat.interval.ms`: how often a broker heartbeats to the controller.
+    pub broker_heartbeat_interval_ms: u64,
+    /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
+    /// `replica.fetch.max.bytes`: bytes a follower asks for per partition in one fetch.
+    pub replica_fetch_max_bytes: usize,
+    /// `replica.fetch.wait.max.ms`: how long a follower's fetch waits for data at the leader.
+    pub replica_fetch_wait_max_ms: u64,
+    /// `replica.fetch.min.bytes`: bytes a follower's fetch waits for before it is answered.
+    pub replica_fetch_min_bytes: usize,
+    /// `default.replication.factor`: replicas of an auto-created topic or a CreateTopics
+    /// with -1.
+    pub default_replication_factor: i16,
     /// `advertised.listeners`: the address put in metadata; `None` means `listen`.
     pub advertised_listen: Option<String>,
     /// `log.dirs`: where partitions live.
@@ -89,7 +119,18 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             node_id: 1,
+            process_roles: ProcessRoles::default(),
             listen: "127.0.0.1:9092".to_string(),
+            controller_listen: None,
+            controller_listener_names: vec!["CONTROLLER".to_string()],
+            controller_quorum_voters: Vec::new(),
+            broker_session_timeout_ms: 9_000,
+            broker_heartbeat_interval_ms: 2_000,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_max_bytes: 1_048_576,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_min_bytes: 1,
+            default_replication_factor: 1,
             advertised_listen: None,
             log_dir: PathBuf::from("data"),
             shards: 0,
@@ -123,7 +164,8 @@ impl Default for BrokerConfig {
     }
 }
 
-/// Why a profile was refused. Every variant names the file, and all but the first two the key.
+/// Why a profile was refused. Every variant names the file, and all but the first two the key
+/// (or, when keys do not fit together, the keys).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -158,6 +200,9 @@ pub enum ConfigError {
         value: String,
         allowed: String,
     },
+    /// Keys that are each valid but do not fit together; the message names them.
+    #[error("{origin}: {message}")]
+    Inconsistent { origin: String, message: String },
 }
 
 /// The end of an unknown-key message: a likely spelling, or what keys look like.
@@ -215,7 +260,37 @@ impl BrokerConfig {
                 None => return Err(unknown_key(&field)),
             }
         }
-        Ok(pending.finish())
+        let listeners = pending.listeners.take();
+        let mut cfg = pending.finish();
+        let inconsistent = |message| ConfigError::Inconsistent {
+            origin: origin.to_string(),
+            message,
+        };
+        let mut client_listener_given = None;
+        if let Some(listeners) = listeners {
+            let (client, controller) =
+                cluster::resolve_listeners(&listeners, &cfg.controller_listener_names)
+                    .map_err(|m| inconsistent(format!("`listeners`: {m}")))?;
+            client_listener_given = Some(client.is_some());
+            if let Some(client) = client {
+                cfg.listen = client;
+            }
+            cfg.controller_listen = controller;
+        }
+        cluster::check(&cluster::ClusterKeys {
+            node_id: cfg.node_id,
+            roles: cfg.process_roles,
+            voters: &cfg.controller_quorum_voters,
+            client_listener_given,
+            controller_listen: cfg.controller_listen.as_deref(),
+            controller_listener_names: &cfg.controller_listener_names,
+            heartbeat_interval_ms: cfg.broker_heartbeat_interval_ms,
+            session_timeout_ms: cfg.broker_session_timeout_ms,
+            fetch_wait_max_ms: cfg.replica_fetch_wait_max_ms,
+            lag_time_max_ms: cfg.replica_lag_time_max_ms,
+        })
+        .map_err(inconsistent)?;
+        Ok(cfg)
     }
 }
 
@@ -304,6 +379,9 @@ impl BrokerConfig {
 #[derive(Default)]
 struct Pending {
     cfg: BrokerConfig,
+    /// `listeners` as written; which entry is the controller's depends on
+    /// `controller.listener.names`, which may come later in the file.
+    listeners: Option<Vec<Listener>>,
     log_dirs: Option<PathBuf>,
     log_dir: Option<PathBuf>,
     roll_ms: Option<i64>,
@@ -513,9 +591,120 @@ static KEYS: &[Key] = &[
         },
     },
     Key {
+        name: "process.roles",
+        apply: |p, f| {
+            const ALLOWED: &str = "[broker], [controller] or [broker, controller]";
+            let names: Vec<&str> = match f.value {
+                Value::Sequence(items) => items
+                    .iter()
+                    .map(|v| match v {
+                        Value::String(s) => Ok(s.as_str()),
+                        _ => Err(f.wrong_type("a list of roles such as [broker, controller]")),
+                    })
+                    .collect::<Result<_, _>>()?,
+                // Kafka's properties form: `broker,controller`.
+                Value::String(s) => s.split(',').filter(|r| !r.trim().is_empty()).collect(),
+                _ => return Err(f.wrong_type("a list of roles such as [broker, controller]")),
+            };
+            p.cfg.process_roles = ProcessRoles::from_names(names.iter().copied())
+                .map_err(|why| f.out_of_range(format!("{names:?} ({why})"), ALLOWED))?;
+            Ok(())
+        },
+    },
+    Key {
         name: "listeners",
         apply: |p, f| {
-            p.cfg.listen = f.listener()?;
+            let text = f.string()?;
+            p.listeners = Some(cluster::parse_listeners(text).map_err(|why| {
+                f.out_of_range(
+                    format!("{text:?} ({why})"),
+                    "`PLAINTEXT://HOST:PORT` (or `HOST:PORT`) for clients and, on a \
+                     controller, `CONTROLLER://HOST:PORT`, separated by commas; an empty host \
+                     means every interface. Spate serves plaintext only (no SSL or SASL \
+                     listeners yet)",
+                )
+            })?);
+            Ok(())
+        },
+    },
+    Key {
+        name: "controller.listener.names",
+        apply: |p, f| {
+            let text = f.string()?;
+            p.cfg.controller_listener_names =
+                cluster::parse_listener_names(text).map_err(|why| {
+                    f.out_of_range(
+                        format!("{text:?} ({why})"),
+                        "listener names separated by commas, such as CONTROLLER",
+                    )
+                })?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "controller.quorum.voters",
+        apply: |p, f| {
+            let text = match f.value {
+                Value::Null => "",
+                _ => f.string()?,
+            };
+            p.cfg.controller_quorum_voters = cluster::parse_voters(text).map_err(|why| {
+                f.out_of_range(
+                    format!("{text:?} ({why})"),
+                    "ID@HOST:PORT entries separated by commas, such as \
+                     `1@127.0.0.1:19093,2@127.0.0.1:29093,3@127.0.0.1:39093`; empty for a \
+                     single node",
+                )
+            })?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "broker.session.timeout.ms",
+        apply: |p, f| {
+            p.cfg.broker_session_timeout_ms = f.int(1, I32_MAX)? as u64;
+            Ok(())
+        },
+    },
+    Key {
+        name: "broker.heartbeat.interval.ms",
+        apply: |p, f| {
+            p.cfg.broker_heartbeat_interval_ms = f.int(1, I32_MAX)? as u64;
+            Ok(())
+        },
+    },
+    Key {
+        name: "replica.lag.time.max.ms",
+        apply: |p, f| {
+            p.cfg.replica_lag_time_max_ms = f.int(1, i64::MAX)? as u64;
+            Ok(())
+        },
+    },
+    Key {
+        name: "replica.fetch.max.bytes",
+        apply: |p, f| {
+            p.cfg.replica_fetch_max_bytes = f.int(0, I32_MAX)? as usize;
+            Ok(())
+        },
+    },
+    Key {
+        name: "replica.fetch.wait.max.ms",
+        apply: |p, f| {
+            p.cfg.replica_fetch_wait_max_ms = f.int(0, I32_MAX)? as u64;
+            Ok(())
+        },
+    },
+    Key {
+        name: "replica.fetch.min.bytes",
+        apply: |p, f| {
+            p.cfg.replica_fetch_min_bytes = f.int(0, I32_MAX)? as usize;
+            Ok(())
+        },
+    },
+    Key {
+        name: "default.replication.factor",
+        apply: |p, f| {
+            p.cfg.default_replication_factor = f.int(1, i64::from(i16::MAX))? as i16;
             Ok(())
         },
     },
@@ -833,7 +1022,17 @@ mod tests {
     fn every_key_lands_in_its_field() {
         let cfg = parse(
             "node.id: 7\n\
-             listeners: \"PLAINTEXT://10.0.0.1:19092\"\n\
+             process.roles: [broker, controller]\n\
+             listeners: \"PLAINTEXT://10.0.0.1:19092,CTL://10.0.0.1:19093\"\n\
+             controller.listener.names: CTL\n\
+             controller.quorum.voters: \"7@10.0.0.1:19093,8@10.0.0.2:19093\"\n\
+             broker.session.timeout.ms: 6000\n\
+             broker.heartbeat.interval.ms: 1000\n\
+             replica.lag.time.max.ms: 10000\n\
+             replica.fetch.max.bytes: 2097152\n\
+             replica.fetch.wait.max.ms: 250\n\
+             replica.fetch.min.bytes: 16\n\
+             default.replication.factor: 3\n\
              advertised.listeners: broker7.example:9092\n\
              log.dirs: /var/lib/spate\n\
              shards: 4\n\
@@ -867,7 +1066,29 @@ mod tests {
         .unwrap();
         let expected = BrokerConfig {
             node_id: 7,
+            process_roles: ProcessRoles::default(),
             listen: "10.0.0.1:19092".to_string(),
+            controller_listen: Some("10.0.0.1:19093".to_string()),
+            controller_listener_names: vec!["CTL".to_string()],
+            controller_quorum_voters: vec![
+                QuorumVoter {
+                    id: 7,
+                    host: "10.0.0.1".into(),
+                    port: 19093,
+                },
+                QuorumVoter {
+                    id: 8,
+                    host: "10.0.0.2".into(),
+                    port: 19093,
+                },
+            ],
+            broker_session_timeout_ms: 6000,
+            broker_heartbeat_interval_ms: 1000,
+            replica_lag_time_max_ms: 10_000,
+            replica_fetch_max_bytes: 2_097_152,
+            replica_fetch_wait_max_ms: 250,
+            replica_fetch_min_bytes: 16,
+            default_replication_factor: 3,
             advertised_listen: Some("broker7.example:9092".to_string()),
             log_dir: PathBuf::from("/var/lib/spate"),
             shards: 4,
@@ -974,6 +1195,164 @@ mod tests {
             msg.contains("`advertised.listeners`") && msg.contains("0.0.0.0"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn cluster_keys_parse_in_kafkas_forms() {
+        let cfg = parse(
+            "node.id: 4\n\
+             process.roles: broker\n\
+             listeners: \"PLAINTEXT://:9092\"\n\
+             controller.quorum.voters: \"1@h1:9093,2@h2:9093,3@h3:9093\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.process_roles,
+            ProcessRoles {
+                broker: true,
+                controller: false
+            }
+        );
+        assert_eq!(cfg.listen, "0.0.0.0:9092");
+        assert_eq!(cfg.controller_listen, None);
+        let ids: Vec<_> = cfg.controller_quorum_voters.iter().map(|v| v.id).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        // A controller-only node has no client listener; `listen` keeps its default.
+        let cfg = parse(
+            "node.id: 2\n\
+             process.roles: [controller]\n\
+             listeners: \"CONTROLLER://127.0.0.1:29093\"\n\
+             controller.quorum.voters: \"1@h1:9093,2@127.0.0.1:29093\"\n",
+        )
+        .unwrap();
+        assert!(!cfg.process_roles.broker && cfg.process_roles.controller);
+        assert_eq!(cfg.controller_listen.as_deref(), Some("127.0.0.1:29093"));
+        assert_eq!(cfg.listen, BrokerConfig::default().listen);
+        // Listener names may be given after the listeners.
+        let cfg =
+            parse("listeners: \"PLAINTEXT://h:1,RAFT://h:2\"\ncontroller.listener.names: RAFT\n")
+                .unwrap();
+        assert_eq!(cfg.controller_listen.as_deref(), Some("h:2"));
+        // A null voters list is a single node, as is leaving it out.
+        assert!(parse("controller.quorum.voters: null")
+            .unwrap()
+            .controller_quorum_voters
+            .is_empty());
+    }
+
+    #[test]
+    fn bad_cluster_values_name_the_key() {
+        for (yaml, key) in [
+            ("process.roles: [broker, zookeeper]", "`process.roles`"),
+            ("process.roles: []", "`process.roles`"),
+            ("process.roles: 3", "`process.roles`"),
+            (
+                "controller.quorum.voters: \"1@h\"",
+                "`controller.quorum.voters`",
+            ),
+            ("controller.quorum.voters: 7", "`controller.quorum.voters`"),
+            (
+                "controller.listener.names: \"\"",
+                "`controller.listener.names`",
+            ),
+            (
+                "broker.session.timeout.ms: 0",
+                "`broker.session.timeout.ms`",
+            ),
+            (
+                "broker.heartbeat.interval.ms: -5",
+                "`broker.heartbeat.interval.ms`",
+            ),
+            ("replica.lag.time.max.ms: 0", "`replica.lag.time.max.ms`"),
+            ("replica.fetch.max.bytes: -1", "`replica.fetch.max.bytes`"),
+            (
+                "replica.fetch.wait.max.ms: x",
+                "`replica.fetch.wait.max.ms`",
+            ),
+            ("replica.fetch.min.bytes: -1", "`replica.fetch.min.bytes`"),
+            (
+                "default.replication.factor: 0",
+                "`default.replication.factor`",
+            ),
+            (
+                "default.replication.factor: 40000",
+                "`default.replication.factor`",
+            ),
+            ("listeners: \"INTERNAL://h:1\"", "`listeners`"),
+        ] {
+            let msg = error(yaml);
+            assert!(msg.contains(key), "{yaml}: {msg}");
+        }
+    }
+
+    #[test]
+    fn cluster_keys_must_fit_together() {
+        let voters = "controller.quorum.voters: \"1@h:9093,2@h:9094\"\n";
+        for (yaml, expect) in [
+            // A controller with voters must be one of them...
+            (
+                format!("node.id: 3\nlisteners: \"PLAINTEXT://h:1,CONTROLLER://h:2\"\n{voters}"),
+                "not among `controller.quorum.voters` (1, 2)",
+            ),
+            // ...and have a controller listener.
+            (
+                format!("node.id: 1\nlisteners: \"PLAINTEXT://h:1\"\n{voters}"),
+                "needs a listener named in `controller.listener.names`",
+            ),
+            (
+                format!("node.id: 1\n{voters}"),
+                "needs a listener named in `controller.listener.names`",
+            ),
+            // A broker-only node needs voters, is not one, and has no controller listener.
+            (
+                "process.roles: [broker]\n".to_string(),
+                "needs `controller.quorum.voters`",
+            ),
+            (
+                format!("node.id: 2\nprocess.roles: [broker]\n{voters}"),
+                "a voter must have the controller role",
+            ),
+            (
+                format!(
+                    "node.id: 5\nprocess.roles: [broker]\n\
+                     listeners: \"PLAINTEXT://h:1,CONTROLLER://h:2\"\n{voters}"
+                ),
+                "must not have a controller listener",
+            ),
+            // A broker needs a client listener; a controller-only node needs voters.
+            (
+                format!(
+                    "node.id: 1\nprocess.roles: [broker, controller]\n\
+                     listeners: \"CONTROLLER://h:2\"\n{voters}"
+                ),
+                "needs a PLAINTEXT listener",
+            ),
+            (
+                "process.roles: [controller]\n".to_string(),
+                "a controller-only node",
+            ),
+            // Heartbeats must come more often than the session times out.
+            (
+                "broker.session.timeout.ms: 2000\n".to_string(),
+                "`broker.heartbeat.interval.ms` (2000) must be less than \
+                 `broker.session.timeout.ms` (2000)",
+            ),
+            (
+                "replica.fetch.wait.max.ms: 40000\n".to_string(),
+                "must not exceed `replica.lag.time.max.ms`",
+            ),
+        ] {
+            let msg = error(&yaml);
+            assert!(msg.contains(expect), "{yaml}: {msg}");
+            assert!(msg.starts_with("test.yaml: "), "{msg}");
+        }
+        // The same keys, fitting together, load.
+        parse(&format!(
+            "node.id: 2\nlisteners: \"PLAINTEXT://h:1,CONTROLLER://h:9094\"\n{voters}"
+        ))
+        .unwrap();
+        parse(&format!("node.id: 5\nprocess.roles: [broker]\n{voters}")).unwrap();
+        parse("broker.heartbeat.interval.ms: 100\nbroker.session.timeout.ms: 101").unwrap();
     }
 
     #[test]
