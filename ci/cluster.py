@@ -28,6 +28,7 @@ links between chosen nodes (see Network).
 """
 
 import argparse
+import ctypes
 import json
 import os
 import re
@@ -159,19 +160,29 @@ def yaml_value(value) -> str:
 
 
 def profile_text(base: Path, settings: dict) -> str:
-    """The base profile without the keys `settings` sets, then `settings`. Profiles are flat
-    `key: value` lines (tuning/README.md), so dropping a key drops its line."""
+    """The base profile without its identity keys and the keys `settings` sets, then
+    `settings`. Profiles are flat `key: value` lines (tuning/README.md), so dropping a key
+    drops its line."""
     key_line = re.compile(r"^([A-Za-z0-9_.]+)\s*:")
     kept = []
     for line in base.read_text().splitlines():
         m = key_line.match(line)
-        if m and m.group(1) in settings:
+        if m and (m.group(1) in settings or m.group(1) in IDENTITY_KEYS):
             continue
         kept.append(line)
     kept.append("")
     kept.append("# Set by ci/cluster.py for this node:")
     kept += [f"{k}: {yaml_value(v)}" for k, v in settings.items()]
     return "\n".join(kept) + "\n"
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the process that started it exits, so a
+    crashed or killed test run leaves no nodes behind."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class NodeDied(RuntimeError):
@@ -240,7 +251,15 @@ class Node:
             log.flush()
             env = dict(os.environ, RUST_BACKTRACE="1")
             self.proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                # Out of the terminal's process group, so Ctrl-C reaches the launcher alone
+                # and it stops the nodes in order; killed with the launcher if it dies.
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         port = self.broker_port or self.controller_port
         deadline = time.monotonic() + timeout
@@ -690,15 +709,15 @@ def main(argv=None) -> int:
         settings=dict(args.set),
         binary=args.binary,
     )
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     print(f"starting {len(cluster.nodes)} nodes from {cluster.binary} in {root}", flush=True)
     try:
         cluster.start()
     except (RuntimeError, TimeoutError) as e:
         print(f"cluster did not start: {e}", file=sys.stderr)
         return 1
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     for n in cluster.nodes:
         ports = ", ".join(
             f"{name} {HOST}:{port}"
