@@ -40,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,6 +68,11 @@ IDENTITY_KEYS = (
     "log.dirs",
     "log.dir",
     "controller.quorum.voters",
+)
+
+# What a controller logs when it becomes the active one (shard/src/controller/voter.rs).
+ACTIVATION_LINE = re.compile(
+    r"^(\S+Z) +INFO .*controller (\d+) is now the active controller", re.MULTILINE
 )
 
 START_TIMEOUT_S = 60
@@ -495,6 +501,28 @@ class Cluster:
             n.kill()
         if self.network is not None:
             self.network.close()
+
+    def controller_activations(self, since: datetime = None) -> list:
+        """[(time, node_id)] of each running controller taking over as the active controller
+        (its log line), oldest first; only those after `since` (UTC) when given."""
+        found = []
+        for n in self.controllers:
+            if not n.running:
+                continue
+            try:
+                text = n.log_path.read_text(errors="replace")
+            except FileNotFoundError:
+                continue
+            for m in ACTIVATION_LINE.finditer(text):
+                at = datetime.fromisoformat(m.group(1))
+                if since is None or at > since:
+                    found.append((at, n.node_id))
+        return sorted(found)
+
+    def active_controller(self, since: datetime = None):
+        """The running controller that took over last (after `since`), or None."""
+        found = self.controller_activations(since)
+        return found[-1][1] if found else None
 
     def log_tails(self, lines: int = 25) -> str:
         return "\n".join(
