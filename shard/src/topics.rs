@@ -16,7 +16,7 @@ use spate_core::config::BrokerConfig;
 use spate_core::topic_config::TopicConfig;
 use uuid::Uuid;
 
-use crate::controller::image::{BrokerRegistration, PartitionAssignment};
+use crate::controller::image::{BrokerRegistration, ClusterImage, PartitionAssignment};
 
 /// Kafka's file holding a partition's topic id.
 const PARTITION_METADATA_FILE: &str = "partition.metadata";
@@ -271,6 +271,39 @@ impl TopicTable {
     }
 }
 
+impl TopicTable {
+    /// The shards' view of the controller's image, for broker `node_id`: every topic with
+    /// its assignments, the brokers, and the run-time overrides that apply to this broker
+    /// (the cluster default and its own). A topic config the controller accepted but this
+    /// build cannot read (a newer broker's key) is logged and the topic runs on defaults.
+    pub fn from_image(image: &ClusterImage, node_id: i32) -> TopicTable {
+        let overrides = |resource: &str| image.broker_configs.get(resource).cloned();
+        let mut table = TopicTable {
+            broker_overrides: BrokerOverrides {
+                node: overrides(&node_id.to_string()).unwrap_or_default(),
+                cluster_default: overrides("").unwrap_or_default(),
+            },
+            brokers: image.brokers.clone(),
+            cluster_id: image.cluster_id.clone(),
+            ..TopicTable::default()
+        };
+        for (name, topic) in &image.topics {
+            let pairs = topic
+                .config
+                .iter()
+                .map(|(k, v)| (k.as_str(), Some(v.as_str())));
+            let config = TopicConfig::from_pairs(pairs).unwrap_or_else(|e| {
+                tracing::error!("topic {name}: ignoring its config from the controller: {e}");
+                TopicConfig::default()
+            });
+            let info = TopicInfo::new(name.clone(), topic.id, config, topic.partitions.clone());
+            table.name_by_id.insert(info.id, info.name.clone());
+            table.by_name.insert(info.name.clone(), info);
+        }
+        table
+    }
+}
+
 /// Checks a topic name as Kafka's `Topic.validate` does.
 pub fn validate_topic_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
@@ -467,6 +500,74 @@ mod tests {
         assert!(validate_topic_name("..").is_err());
         assert!(validate_topic_name("bad name").is_err());
         assert!(validate_topic_name(&"x".repeat(250)).is_err());
+    }
+
+    #[test]
+    fn image_becomes_the_table_this_broker_sees() {
+        use crate::controller::image::TopicImage;
+        let broker = |node_id, fenced| BrokerRegistration {
+            node_id,
+            host: "127.0.0.1".into(),
+            port: 9000 + node_id as u16,
+            rack: None,
+            incarnation: Uuid::new_v4(),
+            epoch: 1,
+            fenced,
+        };
+        let assignment = PartitionAssignment {
+            replicas: vec![2, 1],
+            isr: vec![2],
+            leader: 2,
+            leader_epoch: 3,
+            partition_epoch: 5,
+        };
+        let id = Uuid::new_v4();
+        let image = ClusterImage {
+            version: 7,
+            cluster_id: "c1".into(),
+            brokers: BTreeMap::from([(1, broker(1, true)), (2, broker(2, false))]),
+            topics: BTreeMap::from([(
+                "t".to_string(),
+                TopicImage {
+                    id,
+                    config: BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]),
+                    partitions: vec![assignment.clone(); 2],
+                },
+            )]),
+            broker_configs: BTreeMap::from([
+                (
+                    "".to_string(),
+                    BTreeMap::from([("log.retention.ms".into(), "5".into())]),
+                ),
+                (
+                    "1".to_string(),
+                    BTreeMap::from([("message.max.bytes".into(), "9".into())]),
+                ),
+                (
+                    "2".to_string(),
+                    BTreeMap::from([("log.roll.ms".into(), "1".into())]),
+                ),
+            ]),
+            ..ClusterImage::default()
+        };
+        let table = TopicTable::from_image(&image, 1);
+        assert_eq!(table.cluster_id(), "c1");
+        assert!(!table.is_alive(1) && table.is_alive(2));
+        let topic = table.get_by_id(id).unwrap();
+        assert_eq!((topic.name.as_str(), topic.partitions), ("t", 2));
+        assert_eq!(table.assignment("t", 1), Some(&assignment));
+        assert_eq!(
+            topic.config,
+            TopicConfig::from_pairs([("retention.ms", Some("1000"))]).unwrap()
+        );
+        // Node 1 gets the cluster default and its own overrides, not node 2's.
+        assert_eq!(
+            table.broker_overrides().pairs(),
+            vec![
+                ("log.retention.ms".to_string(), "5".to_string()),
+                ("message.max.bytes".to_string(), "9".to_string())
+            ]
+        );
     }
 
     fn config_in(dir: &Path, node_id: i32) -> BrokerConfig {
