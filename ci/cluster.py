@@ -40,7 +40,6 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,11 +67,6 @@ IDENTITY_KEYS = (
     "log.dirs",
     "log.dir",
     "controller.quorum.voters",
-)
-
-# What a controller logs when it becomes the active one (shard/src/controller/voter.rs).
-ACTIVATION_LINE = re.compile(
-    r"^(\S+Z) +INFO .*controller (\d+) is now the active controller", re.MULTILINE
 )
 
 START_TIMEOUT_S = 60
@@ -140,6 +134,24 @@ def metadata_brokers(port: int, timeout: float = 3.0) -> dict:
         at += 6 + max(rack_len, 0)
         brokers[node_id] = (host, bport)
     return brokers
+
+
+def controller_view(port: int, node_id: int, timeout: float = 3.0):
+    """Asks the controller `node_id` at HOST:port which controller is active, in Spate's
+    controller protocol (u32 length, JSON body): a read-only WatchImage that the active
+    controller answers at once and the others answer with the leader they know. Returns a
+    node id, or None if this controller knows no leader."""
+    body = json.dumps({"WatchImage": {"image_version": 2**64 - 1, "max_wait_ms": 0}}).encode()
+    with socket.create_connection((HOST, port), timeout=timeout) as s:
+        s.settimeout(timeout)
+        s.sendall(struct.pack(">I", len(body)) + body)
+        (size,) = struct.unpack(">I", _recv_exact(s, 4))
+        if size > 1 << 24:
+            raise ValueError(f"controller answer of {size} bytes")
+        answer = json.loads(_recv_exact(s, size))
+    if "Image" in answer:
+        return node_id
+    return answer["NotController"]["leader"]
 
 
 def _recv_exact(s: socket.socket, n: int) -> bytes:
@@ -502,27 +514,22 @@ class Cluster:
         if self.network is not None:
             self.network.close()
 
-    def controller_activations(self, since: datetime = None) -> list:
-        """[(time, node_id)] of each running controller taking over as the active controller
-        (its log line), oldest first; only those after `since` (UTC) when given."""
-        found = []
-        for n in self.controllers:
-            if not n.running:
-                continue
+    def active_controller(self):
+        """The controller every running controller agrees is the active one (asked over the
+        controller protocol), or None: no running controller, none active yet, or the
+        answers disagree (an election under way)."""
+        running = [c for c in self.controllers if c.running]
+        views = set()
+        for c in running:
             try:
-                text = n.log_path.read_text(errors="replace")
-            except FileNotFoundError:
-                continue
-            for m in ACTIVATION_LINE.finditer(text):
-                at = datetime.fromisoformat(m.group(1))
-                if since is None or at > since:
-                    found.append((at, n.node_id))
-        return sorted(found)
-
-    def active_controller(self, since: datetime = None):
-        """The running controller that took over last (after `since`), or None."""
-        found = self.controller_activations(since)
-        return found[-1][1] if found else None
+                views.add(controller_view(c.controller_port, c.node_id))
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+        if len(views) == 1:
+            (leader,) = views
+            if any(c.node_id == leader for c in running):
+                return leader
+        return None
 
     def log_tails(self, lines: int = 25) -> str:
         return "\n".join(
