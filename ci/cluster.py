@@ -761,6 +761,9 @@ def main(argv=None) -> int:
         )
         print(f"  node {n.node_id} [{', '.join(n.roles)}] {ports}, pid {n.pid}, log {n.log_path}")
     print(f"bootstrap servers: {cluster.bootstrap}")
+    active = cluster.active_controller()
+    if active is not None:
+        print(f"active controller: node {active}")
     print("Ctrl-C stops the cluster.", flush=True)
     reported = set()
     while not stop.wait(1.0):
