@@ -10,17 +10,37 @@
 //! - `raft_types`: the openraft type configuration.
 //! - `metadata_files`: the files of `<log.dirs>/spate-metadata/` (log records, atomic JSON).
 //! - `raft_store`: openraft storage over those files, with the image as state machine.
+//! - `rpc`: the controller wire protocol (length-prefixed JSON frames) and its messages.
+//! - `raft_network`: openraft's RPCs between voters over that protocol.
+//! - `voter`: one controller: Raft node, RPC answers, the active controller's duties
+//!   (heartbeat tracking, fencing, replica placement).
+//! - `server`: the controller listener.
+//! - `client`: reaching the active controller (redirects, retries, or in process).
+//! - `broker_link`: the broker's registration, heartbeats, images and writes; the
+//!   [`broker_link::BrokerLink`] handle the shards use.
+//! - `settings`: what the cluster thread needs ([`settings::ClusterSettings`]).
+//! - `node`: the cluster thread ([`node::ClusterNode`]).
 
 mod apply;
 pub mod assignment;
+pub mod broker_link;
+pub mod client;
 pub mod commands;
 pub mod election;
 pub mod image;
 pub mod metadata_files;
+pub mod node;
+mod raft_network;
 pub mod raft_store;
 pub mod raft_types;
+pub mod rpc;
+mod server;
+pub mod settings;
+pub mod voter;
 
 #[cfg(test)]
 mod apply_tests;
+#[cfg(test)]
+mod cluster_tests;
 #[cfg(test)]
 mod raft_store_tests;
