@@ -268,6 +268,8 @@ class Node:
             log.write(f"\n=== start {self.starts}: {' '.join(cmd)}\n".encode())
             log.flush()
             env = dict(os.environ, RUST_BACKTRACE="1")
+            # openraft's INFO lines (every vote and election) would bury the node's own.
+            env.setdefault("RUST_LOG", "info,openraft=warn")
             self.proc = subprocess.Popen(
                 cmd,
                 stdout=log,
