@@ -5,13 +5,16 @@ use std::fs::File;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
 use spate_core::config::BrokerConfig;
 use spate_net::lazy_alloc::LazyHugeAlloc;
+use spate_shard::controller::node::ClusterNode;
+
+mod cluster;
 
 #[global_allocator]
 static ALLOCATOR: LazyHugeAlloc = LazyHugeAlloc;
@@ -88,15 +91,38 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         signal_hook::flag::register(signal, shutdown.clone())
             .map_err(|e| format!("cannot install the handler for signal {signal}: {e}"))?;
     }
-    tracing::info!(
-        shards = spate_shard::executor::shard_count(&config),
-        "spate starting: listening on {}, data in {}",
-        config.listen,
-        config.log_dir.display()
-    );
-    spate_shard::executor::run(Arc::new(config), move |shard| {
-        spate_net::serve(shard, shutdown.clone())
-    })?;
+    // Read before the controller creates its metadata directory.
+    let legacy = cluster::legacy_topics(&config)?;
+    let node = ClusterNode::start(cluster::settings(&config)).map_err(|e| e.to_string())?;
+    let served = match node.broker() {
+        Some(link) => {
+            if let Some(table) = legacy {
+                cluster::import(link, table)?;
+            }
+            tracing::info!(
+                shards = spate_shard::executor::shard_count(&config),
+                "spate starting: listening on {}, data in {}",
+                config.listen,
+                config.log_dir.display()
+            );
+            spate_shard::executor::run(Arc::new(config), link.clone(), move |shard| {
+                spate_net::serve(shard, shutdown.clone())
+            })
+        }
+        None => {
+            tracing::info!(
+                "spate controller {} running, metadata in {}",
+                config.node_id,
+                config.log_dir.display()
+            );
+            while !shutdown.load(Ordering::SeqCst) {
+                std::thread::sleep(spate_net::server::SHUTDOWN_POLL_INTERVAL);
+            }
+            Ok(())
+        }
+    };
+    node.shutdown();
+    served?;
     tracing::info!("spate stopped: every partition closed");
     Ok(())
 }

@@ -160,7 +160,8 @@ def test_delete_records_and_describe_cluster(broker):
         c.close()
 
     cluster = admin.describe_cluster().result(timeout=15)
-    assert cluster.cluster_id == "spate"
+    # The controller draws the id once, in Kafka's form (22 characters of base64).
+    assert len(cluster.cluster_id) == 22
     assert len(cluster.nodes) == 1
     assert cluster.nodes[0].port == broker.port
     assert cluster.controller.id == cluster.nodes[0].id
@@ -197,7 +198,7 @@ def test_kafka_python_admin_basics(broker):
         }
         assert sizes[(name, 2)] > 0 and sizes[(name, 0)] == 0
         cluster = admin.describe_cluster()
-        assert cluster["cluster_id"] == "spate"
+        assert len(cluster["cluster_id"]) == 22
         assert len(cluster["brokers"]) == 1
     finally:
         admin.close()

@@ -637,11 +637,19 @@ impl TopicConfig {
             .collect()
     }
 
+    /// The overrides as (Kafka name, value text) pairs, in name order.
+    pub fn pairs(&self) -> BTreeMap<String, String> {
+        self.overrides
+            .iter()
+            .map(|(key, value)| (key.name().to_string(), value.to_string()))
+            .collect()
+    }
+
     /// The overrides as `key=value` lines (Java-properties style), to keep beside the topic.
     pub fn to_properties(&self) -> String {
         let mut text = String::from("# Topic config overrides, Kafka names.\n");
-        for (key, value) in &self.overrides {
-            text.push_str(&format!("{}={}\n", key.name(), value));
+        for (key, value) in self.pairs() {
+            text.push_str(&format!("{key}={value}\n"));
         }
         text
     }

@@ -9,10 +9,10 @@ use std::time::Duration;
 use glommio::{LocalExecutorBuilder, Placement};
 use spate_core::config::BrokerConfig;
 
+use crate::controller::broker_link::BrokerLink;
 use crate::router::mesh;
-use crate::shard::{Shard, CONTROLLER_SHARD};
+use crate::shard::Shard;
 use crate::start_barrier::StartBarrier;
-use crate::topics::scan_log_dir;
 
 /// Messages in flight from one shard to another before a sender waits. Not yet a
 /// `BrokerConfig` key (the config schema is owned elsewhere); a request only waits here when
@@ -57,25 +57,12 @@ pub fn shard_count(config: &BrokerConfig) -> usize {
 /// loaded its group offsets; see `start_barrier`), then closes the shard's partitions when
 /// `serve` returns. Blocks until every shard has finished; the first
 /// error (a shard that could not start or serve) is returned.
-pub fn run<F, Fut>(config: Arc<BrokerConfig>, serve: F) -> Result<(), String>
+pub fn run<F, Fut>(config: Arc<BrokerConfig>, cluster: BrokerLink, serve: F) -> Result<(), String>
 where
     F: Fn(Rc<Shard>) -> Fut + Send + Clone + 'static,
     Fut: Future<Output = Result<(), String>> + 'static,
 {
     let count = shard_count(&config);
-    // Read before any shard starts, so a bad log dir stops start-up with nothing running.
-    let topics = scan_log_dir(&config)
-        .map_err(|e| format!("cannot read the log dir {}: {e}", config.log_dir.display()))?;
-    // Run-time overrides from an earlier run win over the profile, as in Kafka.
-    config
-        .with_dynamic(&topics.broker_overrides().pairs())
-        .map_err(|e| format!("cannot use the broker's saved dynamic config: {e}"))?;
-    tracing::info!(
-        topics = topics.len(),
-        "loaded topics from {}",
-        config.log_dir.display()
-    );
-    let mut topics = Some(Arc::new(topics));
     let cpus = allowed_cpus();
     let barrier = Arc::new(StartBarrier::new(count));
     let mut handles = Vec::with_capacity(count);
@@ -83,11 +70,7 @@ where
         let config = config.clone();
         let serve = serve.clone();
         let barrier = barrier.clone();
-        let initial_topics = if id == CONTROLLER_SHARD {
-            topics.take()
-        } else {
-            None
-        };
+        let cluster = cluster.clone();
         // Pin to the CPUs this process may run on (a container or taskset may allow only
         // some), round robin; without that list, let the kernel place the shard.
         let placement = match cpus.get(id % cpus.len().max(1)) {
@@ -101,7 +84,7 @@ where
         let handle = builder
             .spawn(move || async move {
                 let guard = barrier.guard();
-                let shard = Shard::start(id, count, config, links, initial_topics).await;
+                let shard = Shard::start(id, count, config, links, cluster).await;
                 guard.disarm();
                 tracing::info!(
                     shard = id,

@@ -5,17 +5,20 @@
 //! - `placement`: which shard owns a partition.
 //! - `router`: calls from one shard to another over glommio shared channels.
 //! - `shard`: a shard's partitions and the operations the Kafka server calls;
-//!   `topic_admin`: topic creation and deletion (on the controller shard); `maintenance`:
-//!   scheduled flush and retention.
+//!   `topic_admin`: topic creation and deletion; `maintenance`: scheduled flush and retention.
+//! - `metadata_sync`: shard 0 publishes the controller's images; metadata writes wait for them.
+//!   `foreign_await`: awaiting what the cluster thread completes, without lost wake-ups.
 //! - `controller`: the cluster metadata quorum (openraft) and the broker's link to it.
 //! - `group_coordinator`: consumer groups and committed offsets.
 //! - `topics`: the topic table (one shard owns it, the others get snapshots) and its files.
 
 pub mod controller;
 pub mod executor;
+mod foreign_await;
 pub mod group_coordinator;
 mod maintenance;
 pub mod messages;
+mod metadata_sync;
 mod notify;
 mod partition;
 pub mod partition_admin;
@@ -29,7 +32,7 @@ pub mod topic_config;
 pub mod topics;
 
 pub use messages::{
-    AppendRequest, ListedOffset, NewTopic, PartitionOffsets, ProduceResult, ReadBatch, ReadRequest,
-    ReadResult, TopicError, WaitRequest,
+    AppendRequest, ListedOffset, NewReplicas, NewTopic, PartitionOffsets, ProduceResult, ReadBatch,
+    ReadRequest, ReadResult, TopicError, WaitRequest,
 };
 pub use shard::{Records, Shard};

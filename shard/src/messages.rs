@@ -18,7 +18,17 @@ use crate::topics::{TopicInfo, TopicTable};
 pub struct NewTopic {
     pub name: String,
     pub partitions: i32,
+    pub replicas: NewReplicas,
     pub config: TopicConfig,
+}
+
+/// Where a new topic's replicas go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NewReplicas {
+    /// This many replicas per partition, placed by the controller.
+    Factor(i16),
+    /// Partition i's replicas are `lists[i]`, as the client gave them.
+    Assigned(Vec<Vec<i32>>),
 }
 
 /// Why a topic could not be created or deleted: the Kafka error and a message for the user.

@@ -3,28 +3,23 @@
 //! - On each partition's owner shard ([`PartitionQuery`]): DeleteRecords moves the log start,
 //!   OffsetForLeaderEpoch reads the leader-epoch cache, DescribeProducers the producer
 //!   state, DescribeLogDirs the partition's size.
-//! - On the controller ([`TopicChange`]): CreatePartitions adds partitions, the config APIs
-//!   replace a topic's overrides. Both persist into the partition directories and publish
-//!   a new topic table; each shard then opens the new partitions and hands the changed
-//!   settings to its open logs (`apply_topic_configs`).
-
-use std::sync::Arc;
+//! - Through the controller ([`TopicChange`]): CreatePartitions adds partitions, the config
+//!   APIs replace a topic's (or the broker's) overrides. Once the image carrying the change
+//!   is applied, each shard opens the new partitions and hands the changed settings to its
+//!   open logs (`apply_topic_configs`).
 
 use kafka_protocol::ResponseError;
 use spate_core::config::BrokerConfig;
 use spate_core::topic_config::TopicConfig;
 use spate_log::ProducerInfo;
 
-use crate::controller::image::PartitionAssignment;
+use crate::controller::commands::Command;
 use crate::messages::{Reply, Request, TopicError};
+use crate::metadata_sync::shutting_down;
 use crate::partition::LEADER_EPOCH;
-use crate::shard::{Shard, CONTROLLER_SHARD};
-use crate::topic_admin::shutting_down;
+use crate::shard::Shard;
 use crate::topic_config::topic_settings;
-use crate::topics::{
-    partition_dir, write_broker_overrides, write_partition_files, BrokerOverrides, TopicInfo,
-    TopicTable,
-};
+use crate::topics::{BrokerOverrides, TopicTable};
 
 /// One question for a partition's owner.
 #[derive(Debug, Clone)]
@@ -117,7 +112,10 @@ impl Shard {
                         .map_err(|e| e.kafka_error())
                 }
                 PartitionOp::EpochEndOffset(epoch) => Ok(PartitionAnswer::EpochEndOffset {
-                    leader_epoch: LEADER_EPOCH,
+                    leader_epoch: self
+                        .topics()
+                        .assignment(&q.topic, q.partition)
+                        .map_or(LEADER_EPOCH, |a| a.leader_epoch),
                     found: log.end_offset_for_epoch(epoch),
                 }),
                 PartitionOp::Producers => Ok(PartitionAnswer::Producers(log.producers())),
@@ -130,131 +128,98 @@ impl Shard {
         answers
     }
 
-    /// Changes existing topics through the controller; one result per change, in order.
+    /// Changes existing topics (and the broker's run-time configs) through the controller,
+    /// one after another; one result per change, in order.
     pub async fn change_topics(
         &self,
         changes: Vec<TopicChange>,
         validate_only: bool,
     ) -> Vec<Result<(), TopicError>> {
-        if self.id == CONTROLLER_SHARD {
-            return self.controller_change(changes, validate_only).await;
-        }
         let count = changes.len();
         let request = Request::TopicChanges {
             changes,
             validate_only,
         };
-        match self.call(CONTROLLER_SHARD, request).await {
+        match self.call_metadata_shard(request).await {
             Some(Reply::TopicChanges(results)) => results,
             _ => vec![Err(shutting_down()); count],
         }
     }
 
-    pub(crate) async fn controller_change(
+    pub(crate) async fn change_topics_here(
         &self,
         changes: Vec<TopicChange>,
         validate_only: bool,
     ) -> Vec<Result<(), TopicError>> {
-        let Ok(_permit) = self.admin.acquire_permit(1).await else {
-            return vec![Err(shutting_down()); changes.len()];
-        };
-        let mut table = (*self.topics()).clone();
         let mut results = Vec::with_capacity(changes.len());
         for change in changes {
-            if let TopicChange::Broker { overrides } = change {
-                let outcome = self.change_broker(&overrides, validate_only);
-                if outcome.is_ok() && !validate_only {
-                    table = table.with_broker_overrides(overrides);
-                }
-                results.push(outcome);
-                continue;
-            }
-            match self.change_one(&table, change, validate_only) {
-                Ok(topic) => {
-                    if !validate_only {
-                        table = table.with(topic);
-                    }
-                    results.push(Ok(()));
-                }
-                Err(e) => results.push(Err(e)),
-            }
-        }
-        if !validate_only && results.iter().any(Result::is_ok) {
-            self.publish(Arc::new(table)).await;
+            results.push(self.change_one(change, validate_only).await);
         }
         results
     }
 
-    fn change_one(
-        &self,
-        table: &TopicTable,
-        change: TopicChange,
-        validate_only: bool,
-    ) -> Result<TopicInfo, TopicError> {
-        let fail = |error, message: String| Err(TopicError { error, message });
-        let name = match &change {
-            TopicChange::Partitions { topic, .. } | TopicChange::Config { topic, .. } => topic,
-            TopicChange::Broker { .. } => {
-                return fail(
-                    ResponseError::InvalidRequest,
-                    "a broker change names no topic".into(),
-                )
+    async fn change_one(&self, change: TopicChange, validate_only: bool) -> Result<(), TopicError> {
+        match change {
+            TopicChange::Broker { overrides } => {
+                self.change_broker(&overrides, validate_only).await
             }
-        };
-        let Some(current) = table.get(name) else {
-            return fail(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic {name} does not exist"),
-            );
-        };
-        let mut topic = current.clone();
-        // The partition directories to (re)write: new ones, or all for a config change.
-        let dirs = match change {
-            TopicChange::Partitions { count, .. } => {
-                if count < topic.partitions {
-                    return fail(
-                        ResponseError::InvalidPartitions,
-                        format!(
-                            "topic {name} has {} partitions; partitions can only be added, not removed (asked for {count})",
-                            topic.partitions
-                        ),
-                    );
-                }
-                if count == topic.partitions {
-                    return fail(
-                        ResponseError::InvalidPartitions,
-                        format!("topic {name} already has {count} partitions"),
-                    );
-                }
-                let old = topic.partitions;
-                // A single broker holds and leads every partition.
-                topic.add_partitions(
-                    (old..count).map(|_| PartitionAssignment::single(self.config.node_id)),
-                );
-                old..count
+            TopicChange::Partitions { topic, count } => {
+                self.add_partitions(topic, count, validate_only).await
             }
-            TopicChange::Config { config, .. } => {
-                topic.config = config;
-                0..topic.partitions
-            }
-            TopicChange::Broker { .. } => 0..0,
-        };
-        if !validate_only {
-            for p in dirs {
-                let dir = partition_dir(&self.config.log_dir, &topic.name, p);
-                if let Err(e) = write_partition_files(&dir, &topic) {
-                    return fail(
-                        ResponseError::KafkaStorageError,
-                        format!("cannot write {}: {e}", dir.display()),
-                    );
+            TopicChange::Config { topic, config } => {
+                existing(&self.topics(), &topic)?;
+                if validate_only {
+                    return Ok(());
                 }
+                let command = Command::AlterTopicConfig {
+                    topic: topic.clone(),
+                    changes: replacing(config.pairs()),
+                    replace: true,
+                };
+                self.write_metadata(command, |t| {
+                    t.get(&topic).is_some_and(|info| info.config == config)
+                })
+                .await
             }
         }
-        Ok(topic)
     }
 
-    /// Checks the broker's new run-time overrides and, unless only validating, persists them.
-    fn change_broker(
+    /// CreatePartitions: grows `topic` to `count` partitions, placed by the controller.
+    async fn add_partitions(
+        &self,
+        topic: String,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let current = existing(&self.topics(), &topic)?;
+        if count <= current {
+            let message = if count == current {
+                format!("topic {topic} already has {count} partitions")
+            } else {
+                format!(
+                    "topic {topic} has {current} partitions; partitions can only be added, not removed (asked for {count})"
+                )
+            };
+            return Err(TopicError {
+                error: ResponseError::InvalidPartitions,
+                message,
+            });
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let write = self
+            .cluster
+            .create_partitions(topic.clone(), count.unsigned_abs());
+        self.await_write(write, |t| {
+            t.get(&topic).is_some_and(|info| info.partitions >= count)
+        })
+        .await
+    }
+
+    /// Checks the broker's new run-time overrides and, unless only validating, commits
+    /// those of each resource (this node, the cluster default) that changed.
+    async fn change_broker(
         &self,
         overrides: &BrokerOverrides,
         validate_only: bool,
@@ -268,10 +233,33 @@ impl Shard {
         if validate_only {
             return Ok(());
         }
-        write_broker_overrides(&self.config.log_dir, overrides).map_err(|e| TopicError {
-            error: ResponseError::KafkaStorageError,
-            message: format!("cannot write the broker's dynamic config: {e}"),
-        })
+        let table = self.topics();
+        let current = table.broker_overrides();
+        let resources = [
+            (
+                self.config.node_id.to_string(),
+                &current.node,
+                &overrides.node,
+            ),
+            (
+                String::new(),
+                &current.cluster_default,
+                &overrides.cluster_default,
+            ),
+        ];
+        for (resource, now, wanted) in resources {
+            if now == wanted {
+                continue;
+            }
+            let command = Command::AlterBrokerConfig {
+                resource,
+                changes: replacing(wanted.clone()),
+                replace: true,
+            };
+            self.write_metadata(command, |t| t.broker_overrides() == overrides)
+                .await?;
+        }
+        Ok(())
     }
 
     /// The profile with the run-time overrides of `table` applied.
@@ -308,4 +296,22 @@ impl Shard {
                 .set_producer_id_expiration_ms(broker.producer_id_expiration_ms);
         }
     }
+}
+
+/// Overrides as a controller change that sets each of them (with `replace`, the others go).
+fn replacing(
+    pairs: std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, Option<String>> {
+    pairs.into_iter().map(|(k, v)| (k, Some(v))).collect()
+}
+
+/// The partition count of `topic`, or UNKNOWN_TOPIC_OR_PARTITION.
+fn existing(table: &TopicTable, topic: &str) -> Result<i32, TopicError> {
+    table
+        .get(topic)
+        .map(|t| t.partitions)
+        .ok_or_else(|| TopicError {
+            error: ResponseError::UnknownTopicOrPartition,
+            message: format!("topic {topic} does not exist"),
+        })
 }

@@ -17,23 +17,23 @@ use kafka_protocol::ResponseError;
 use spate_core::config::BrokerConfig;
 use spate_log::{Clock, PartitionLog, ReadSlice, SystemClock};
 
+use crate::controller::broker_link::BrokerLink;
 use crate::group_coordinator::{
-    coordinator_shard, GroupAnswer, GroupCall, GroupConfig, GroupCoordinator, ListedGroup,
+    coordinator_node, coordinator_shard, GroupAnswer, GroupCall, GroupConfig, GroupCoordinator,
+    ListedGroup,
 };
 use crate::messages::{
-    AppendRequest, ListedOffset, NewTopic, ProduceResult, ReadBatch, ReadResult, Reply, Request,
-    TopicError, WaitRequest,
+    AppendRequest, ListedOffset, ProduceResult, ReadBatch, ReadResult, Reply, Request, WaitRequest,
 };
 use crate::notify::Notify;
 use crate::partition::{read_slice_to_bytes, Partition};
 use crate::placement::owner_shard;
 use crate::producer_ids;
 use crate::router::{Body, Envelope, Links, Router};
-use crate::topic_admin::shutting_down;
 use crate::topic_config::topic_settings;
-use crate::topics::{partition_dir, TopicInfo, TopicTable};
+use crate::topics::{partition_dir, write_new_partition_files, TopicInfo, TopicTable};
 
-/// The shard that owns the topic table (the single broker's controller).
+/// The shard that follows the controller's images and publishes them to the others.
 pub const CONTROLLER_SHARD: usize = 0;
 
 /// Partitions a shard closes at once at shutdown: enough to keep the disk's queue full,
@@ -72,8 +72,6 @@ pub struct Shard {
     pub(crate) ready: Cell<bool>,
     pub(crate) table_applied: Notify,
     pub(crate) partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
-    /// Serializes topic creation and deletion on the controller shard.
-    pub(crate) admin: glommio::sync::Semaphore,
     /// The last producer id this shard handed out (see `next_producer_id`).
     pub(crate) last_producer_id: Cell<i64>,
     /// Every request in progress holds a pass; shutdown closes the gate and waits for them,
@@ -85,18 +83,22 @@ pub struct Shard {
     pub(crate) clock: Rc<dyn Clock>,
     /// The consumer groups this shard coordinates.
     pub(crate) groups: GroupCoordinator,
+    /// Shard 0: the last table every shard has applied (metadata writes wait on it).
+    pub(crate) published: RefCell<Arc<TopicTable>>,
+    /// The broker's link to the controller: images in, metadata writes out.
+    pub(crate) cluster: BrokerLink,
 }
 
 impl Shard {
     /// Connects the shard to its peers, starts serving their requests, and returns once the
-    /// topic table is installed and this shard's partitions are open. The controller shard
-    /// gets the table read from disk (`initial_topics`) and publishes it to the others.
+    /// topic table is installed and this shard's partitions are open. Shard 0 follows the
+    /// controller's images (`metadata_sync`) and publishes each to every shard.
     pub async fn start(
         id: usize,
         count: usize,
         config: Arc<BrokerConfig>,
         links: Links,
-        initial_topics: Option<Arc<TopicTable>>,
+        cluster: BrokerLink,
     ) -> Rc<Shard> {
         let (router, receivers) = Router::connect(id, links).await;
         let clock: Rc<dyn Clock> = Rc::new(SystemClock);
@@ -116,19 +118,20 @@ impl Shard {
             ready: Cell::new(false),
             table_applied: Notify::default(),
             partitions: RefCell::new(HashMap::new()),
-            admin: glommio::sync::Semaphore::new(1),
             last_producer_id: Cell::new(-1),
             gate: glommio::sync::Gate::new(),
             stopping: Notify::default(),
             closing: Cell::new(false),
             clock,
             groups,
+            published: RefCell::new(Arc::new(TopicTable::default())),
+            cluster,
         });
         for (_, receiver) in receivers {
             glommio::spawn_local(shard.clone().serve_peer(receiver)).detach();
         }
-        if let Some(table) = initial_topics {
-            shard.publish(table).await;
+        if id == CONTROLLER_SHARD {
+            glommio::spawn_local(shard.clone().follow_images()).detach();
         }
         while !shard.ready.get() {
             let seen = shard.table_applied.version();
@@ -262,34 +265,11 @@ impl Shard {
         }
     }
 
-    /// Creates topics through the controller shard; one result per topic, in order.
-    pub async fn create_topics(
-        &self,
-        topics: Vec<NewTopic>,
-        validate_only: bool,
-    ) -> Vec<Result<TopicInfo, TopicError>> {
-        let count = topics.len();
-        let request = Request::CreateTopics {
-            topics,
-            validate_only,
-        };
-        match self.call_controller(request).await {
-            Some(Reply::CreateTopics(results)) => results,
-            _ => vec![Err(shutting_down()); count],
-        }
-    }
-
-    /// Deletes topics through the controller shard; one result per name, in order.
-    pub async fn delete_topics(&self, names: Vec<String>) -> Vec<Result<(), TopicError>> {
-        let count = names.len();
-        match self.call_controller(Request::DeleteTopics { names }).await {
-            Some(Reply::DeleteTopics(results)) => results,
-            _ => vec![Err(shutting_down()); count],
-        }
-    }
-
     /// Runs one call on the shard that coordinates `group_id`.
     pub async fn group_call(&self, group_id: &str, call: GroupCall) -> GroupAnswer {
+        if self.group_coordinator(group_id) != Some(self.config.node_id) {
+            return GroupAnswer::Error(ResponseError::NotCoordinator);
+        }
         let owner = coordinator_shard(group_id, self.groups.config(), self.count);
         if owner == self.id {
             return self.group_local(group_id, call).await;
@@ -302,6 +282,11 @@ impl Shard {
             Some(Reply::Group(answer)) => answer,
             _ => GroupAnswer::Error(ResponseError::CoordinatorNotAvailable),
         }
+    }
+
+    /// The broker that coordinates `group_id` (FindCoordinator's answer).
+    pub fn group_coordinator(&self, group_id: &str) -> Option<i32> {
+        coordinator_node(&self.topics(), group_id, self.groups.config())
     }
 
     /// A group call on this shard. A JoinGroup or SyncGroup may wait for a whole rebalance;
@@ -388,14 +373,6 @@ impl Shard {
             .await;
     }
 
-    async fn call_controller(&self, request: Request) -> Option<Reply> {
-        if self.id == CONTROLLER_SHARD {
-            Some(self.handle(request).await)
-        } else {
-            self.call(CONTROLLER_SHARD, request).await
-        }
-    }
-
     /// A call to another shard that gives up (`None`) when this shard starts shutting down,
     /// since the other shard may already have stopped answering.
     pub(crate) async fn call(&self, to: usize, request: Request) -> Option<Reply> {
@@ -456,24 +433,24 @@ impl Shard {
                 Some(p) => p.list_offset(timestamp).await,
                 None => Err(ResponseError::UnknownTopicOrPartition),
             }),
-            Request::CreateTopics {
-                topics,
-                validate_only,
-            } => Reply::CreateTopics(self.controller_create(topics, validate_only).await),
-            Request::DeleteTopics { names } => {
-                Reply::DeleteTopics(self.controller_delete(names).await)
-            }
             Request::Apply(table) => {
                 self.apply(table).await;
                 Reply::Applied
             }
-            Request::PartitionQueries(queries) => {
-                Reply::PartitionAnswers(self.query_local(queries).await)
+            Request::CreateTopics {
+                topics,
+                validate_only,
+            } => Reply::CreateTopics(self.create_topics_here(topics, validate_only).await),
+            Request::DeleteTopics { names } => {
+                Reply::DeleteTopics(self.delete_topics_here(names).await)
             }
             Request::TopicChanges {
                 changes,
                 validate_only,
-            } => Reply::TopicChanges(self.controller_change(changes, validate_only).await),
+            } => Reply::TopicChanges(self.change_topics_here(changes, validate_only).await),
+            Request::PartitionQueries(queries) => {
+                Reply::PartitionAnswers(self.query_local(queries).await)
+            }
             Request::Group { group_id, call } => {
                 Reply::Group(self.group_local(&group_id, call).await)
             }
@@ -606,6 +583,8 @@ impl Shard {
         let broker = self.broker_config_for(&self.topics());
         let settings = topic_settings(&broker, &topic.config);
         let dir = partition_dir(&self.config.log_dir, &topic.name, partition);
+        write_new_partition_files(&dir, topic)
+            .map_err(|e| format!("cannot write the files of {}: {e}", dir.display()))?;
         let log = PartitionLog::open(&dir, settings.log, self.clock.clone())
             .await
             .map_err(|e| e.to_string())?;

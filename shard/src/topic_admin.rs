@@ -1,135 +1,194 @@
-//! The controller's part of a shard (shard 0 in a single broker): it owns the topic table,
-//! creates and deletes topics, and publishes each new table to every shard.
-
-use std::sync::Arc;
+//! Topic creation and deletion: checked here against this broker's view of the cluster,
+//! committed by the controller, and answered once the image carrying the change is applied
+//! on this shard (see `metadata_sync`).
 
 use kafka_protocol::ResponseError;
 
-use crate::controller::image::PartitionAssignment;
-use crate::messages::{NewTopic, Request, TopicError};
+use crate::controller::assignment::assign_replicas;
+use crate::controller::commands::Command;
+use crate::controller::image::{PartitionAssignment, NO_LEADER};
+use crate::messages::{NewReplicas, NewTopic, Reply, Request, TopicError};
+use crate::metadata_sync::shutting_down;
 use crate::shard::Shard;
-use crate::topics::{
-    partition_dir, validate_topic_name, write_partition_files, TopicInfo, TopicTable,
-};
+use crate::topics::{validate_topic_name, TopicInfo, TopicTable};
 
 impl Shard {
-    /// Controller: validates and creates topics, then publishes the new table.
-    pub(crate) async fn controller_create(
+    /// Creates topics one after another; one result per topic, in order. With
+    /// `validate_only` nothing is written and the result shows what would be created.
+    pub async fn create_topics(
         &self,
         topics: Vec<NewTopic>,
         validate_only: bool,
     ) -> Vec<Result<TopicInfo, TopicError>> {
-        let Ok(_permit) = self.admin.acquire_permit(1).await else {
-            return vec![Err(shutting_down()); topics.len()];
+        let count = topics.len();
+        let request = Request::CreateTopics {
+            topics,
+            validate_only,
         };
-        let mut table = (*self.topics()).clone();
+        match self.call_metadata_shard(request).await {
+            Some(Reply::CreateTopics(results)) => results,
+            _ => vec![Err(shutting_down()); count],
+        }
+    }
+
+    /// Deletes topics one after another; one result per name, in order.
+    pub async fn delete_topics(&self, names: Vec<String>) -> Vec<Result<(), TopicError>> {
+        let count = names.len();
+        match self
+            .call_metadata_shard(Request::DeleteTopics { names })
+            .await
+        {
+            Some(Reply::DeleteTopics(results)) => results,
+            _ => vec![Err(shutting_down()); count],
+        }
+    }
+
+    pub(crate) async fn create_topics_here(
+        &self,
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    ) -> Vec<Result<TopicInfo, TopicError>> {
         let mut results = Vec::with_capacity(topics.len());
         for new in topics {
-            let result = self.create_one(&table, new, validate_only);
-            if let (Ok(topic), false) = (&result, validate_only) {
-                table = table.with(topic.clone());
-            }
-            results.push(result);
-        }
-        if !validate_only && results.iter().any(Result::is_ok) {
-            self.publish(Arc::new(table)).await;
+            results.push(self.create_one(new, validate_only).await);
         }
         results
     }
 
-    fn create_one(
+    async fn create_one(
         &self,
-        table: &TopicTable,
         new: NewTopic,
         validate_only: bool,
     ) -> Result<TopicInfo, TopicError> {
-        let fail = |error, message: String| Err(TopicError { error, message });
-        if let Err(message) = validate_topic_name(&new.name) {
-            return fail(ResponseError::InvalidTopicException, message);
+        let table = self.topics();
+        let replicas = check_new_topic(&table, &new)?;
+        if validate_only {
+            let assignments = replicas.into_iter().map(assignment_of).collect();
+            return Ok(TopicInfo::new(
+                new.name,
+                uuid::Uuid::nil(),
+                new.config,
+                assignments,
+            ));
         }
-        if table.get(&new.name).is_some() {
-            return fail(
-                ResponseError::TopicAlreadyExists,
-                format!("topic {} already exists", new.name),
-            );
-        }
-        if new.partitions <= 0 {
-            return fail(
-                ResponseError::InvalidPartitions,
-                format!(
-                    "number of partitions must be positive, got {}",
-                    new.partitions
-                ),
-            );
-        }
-        // A single broker holds and leads every partition.
-        let topic = TopicInfo::new(
-            new.name,
-            uuid::Uuid::new_v4(),
-            new.config,
-            (0..new.partitions)
-                .map(|_| PartitionAssignment::single(self.config.node_id))
-                .collect(),
-        );
-        if !validate_only {
-            for p in 0..topic.partitions {
-                let dir = partition_dir(&self.config.log_dir, &topic.name, p);
-                if let Err(e) = write_partition_files(&dir, &topic) {
-                    return fail(
-                        ResponseError::KafkaStorageError,
-                        format!("cannot create {}: {e}", dir.display()),
-                    );
-                }
+        let name = new.name.clone();
+        let config = new.config.pairs();
+        let created = |t: &TopicTable| t.get(&name).is_some();
+        match new.replicas {
+            NewReplicas::Factor(factor) => {
+                let write = self.cluster.create_topic(
+                    new.name,
+                    new.partitions.unsigned_abs(),
+                    factor.unsigned_abs(),
+                    config,
+                );
+                self.await_write(write, created).await?;
+            }
+            NewReplicas::Assigned(lists) => {
+                let command = Command::CreateTopic {
+                    name: new.name,
+                    id: uuid::Uuid::new_v4(),
+                    partitions: lists,
+                    config,
+                };
+                self.write_metadata(command, created).await?;
             }
         }
-        Ok(topic)
+        self.published
+            .borrow()
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| TopicError {
+                error: ResponseError::UnknownTopicOrPartition,
+                message: format!("topic {name} was deleted right after its creation"),
+            })
     }
 
-    /// Controller: removes topics from the table; each owner deletes its partitions' data.
-    pub(crate) async fn controller_delete(
+    pub(crate) async fn delete_topics_here(
         &self,
         names: Vec<String>,
     ) -> Vec<Result<(), TopicError>> {
-        let Ok(_permit) = self.admin.acquire_permit(1).await else {
-            return vec![Err(shutting_down()); names.len()];
-        };
-        let mut table = (*self.topics()).clone();
         let mut results = Vec::with_capacity(names.len());
         for name in names {
-            if table.get(&name).is_some() {
-                table = table.without(&name);
-                results.push(Ok(()));
-            } else {
-                results.push(Err(TopicError {
+            results.push(if self.topics().get(&name).is_none() {
+                Err(TopicError {
                     error: ResponseError::UnknownTopicOrPartition,
                     message: format!("topic {name} does not exist"),
-                }));
-            }
-        }
-        if results.iter().any(Result::is_ok) {
-            self.publish(Arc::new(table)).await;
+                })
+            } else {
+                let command = Command::DeleteTopic { name: name.clone() };
+                self.write_metadata(command, |t| t.get(&name).is_none())
+                    .await
+            });
         }
         results
     }
+}
 
-    /// Controller: installs `table` on every shard and waits until each has opened or
-    /// deleted its partitions accordingly.
-    pub(crate) async fn publish(&self, table: Arc<TopicTable>) {
-        let peers = (0..self.count).filter(|s| *s != self.id).map(|s| {
-            let table = table.clone();
-            async move { self.call(s, Request::Apply(table)).await }
-        });
-        futures_util::future::join(
-            self.apply(table.clone()),
-            futures_util::future::join_all(peers),
-        )
-        .await;
+/// Checks a new topic against `table` and returns the replica list of each partition (for a
+/// replication factor, as the controller would place them; it places them itself).
+fn check_new_topic(table: &TopicTable, new: &NewTopic) -> Result<Vec<Vec<i32>>, TopicError> {
+    let fail = |error, message: String| Err(TopicError { error, message });
+    if let Err(message) = validate_topic_name(&new.name) {
+        return fail(ResponseError::InvalidTopicException, message);
+    }
+    if table.get(&new.name).is_some() {
+        return fail(
+            ResponseError::TopicAlreadyExists,
+            format!("topic {} already exists", new.name),
+        );
+    }
+    if new.partitions <= 0 {
+        return fail(
+            ResponseError::InvalidPartitions,
+            format!(
+                "number of partitions must be positive, got {}",
+                new.partitions
+            ),
+        );
+    }
+    let alive: Vec<i32> = table
+        .brokers()
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| b.node_id)
+        .collect();
+    match &new.replicas {
+        NewReplicas::Factor(factor) => {
+            let factor = usize::try_from(*factor).unwrap_or(0);
+            assign_replicas(&alive, 0, new.partitions as usize, factor, 0).map_err(|refusal| {
+                TopicError {
+                    error: refusal.error(),
+                    message: refusal.message,
+                }
+            })
+        }
+        NewReplicas::Assigned(lists) => {
+            for (partition, list) in lists.iter().enumerate() {
+                let mut seen = std::collections::BTreeSet::new();
+                let unknown = list.iter().find(|b| table.broker(**b).is_none());
+                if list.is_empty() || !list.iter().all(|b| seen.insert(*b)) || unknown.is_some() {
+                    return fail(
+                        ResponseError::InvalidReplicaAssignment,
+                        format!(
+                            "partition {partition}: replicas {list:?} must be distinct registered brokers (registered: {:?})",
+                            table.brokers().keys().collect::<Vec<_>>()
+                        ),
+                    );
+                }
+            }
+            Ok(lists.clone())
+        }
     }
 }
 
-pub(crate) fn shutting_down() -> TopicError {
-    TopicError {
-        error: ResponseError::BrokerNotAvailable,
-        message: "the broker is shutting down".into(),
+/// A new partition's state: led by its first replica, every replica in sync.
+fn assignment_of(replicas: Vec<i32>) -> PartitionAssignment {
+    PartitionAssignment {
+        leader: replicas.first().copied().unwrap_or(NO_LEADER),
+        isr: replicas.clone(),
+        replicas,
+        leader_epoch: 0,
+        partition_epoch: 0,
     }
 }

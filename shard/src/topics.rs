@@ -1,12 +1,12 @@
 //! The topic table: every topic's name, id, config overrides and partitions (each with its
 //! replicas, leader, epochs and ISR), and the brokers of the cluster.
 //!
-//! Shard 0 owns the authoritative copy and publishes each change to every shard as a new
-//! immutable [`TopicTable`] behind an `Arc`; readers hold a snapshot and never lock.
+//! The controller's image is the source (`TopicTable::from_image`); shard 0 publishes each
+//! new table to every shard as an immutable snapshot behind an `Arc`; readers never lock.
 //!
-//! On disk a topic is nothing but its partition directories `<topic>-<partition>`; each holds
-//! Kafka's `partition.metadata` (the topic id) and `spate-topic.config` (the topic's config
-//! overrides, `key=value` lines), so a restart rebuilds the table by scanning the log dir.
+//! A partition directory `<topic>-<partition>` holds Kafka's `partition.metadata` (the topic
+//! id) and `spate-topic.config` (the topic's overrides at creation). A log dir written before
+//! Spate had a controller is rebuilt from those files (`scan_log_dir`) and imported once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -22,7 +22,8 @@ use crate::controller::image::{BrokerRegistration, ClusterImage, PartitionAssign
 const PARTITION_METADATA_FILE: &str = "partition.metadata";
 /// Spate's file holding the topic's config overrides.
 const TOPIC_CONFIG_FILE: &str = "spate-topic.config";
-/// Spate's file in the log dir holding the broker's run-time config overrides.
+/// The file in the log dir where brokers before the controller kept their run-time config
+/// overrides (read when a single broker imports such a log dir).
 const BROKER_DYNAMIC_FILE: &str = "spate-broker-dynamic.config";
 /// The prefix of a cluster-wide default's line in that file (this broker's own are bare).
 const DEFAULT_PREFIX: &str = "default:";
@@ -114,17 +115,6 @@ impl BrokerOverrides {
             .collect()
     }
 
-    fn to_properties(&self) -> String {
-        let mut text = String::new();
-        for (k, v) in &self.cluster_default {
-            text.push_str(&format!("{DEFAULT_PREFIX}{k}={v}\n"));
-        }
-        for (k, v) in &self.node {
-            text.push_str(&format!("{k}={v}\n"));
-        }
-        text
-    }
-
     fn from_properties(text: &str) -> Result<BrokerOverrides, String> {
         let mut overrides = BrokerOverrides::default();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -138,14 +128,6 @@ impl BrokerOverrides {
         }
         Ok(overrides)
     }
-}
-
-/// Persists the broker's run-time overrides in the log dir.
-pub fn write_broker_overrides(log_dir: &Path, overrides: &BrokerOverrides) -> io::Result<()> {
-    write_atomically(
-        &log_dir.join(BROKER_DYNAMIC_FILE),
-        overrides.to_properties().as_bytes(),
-    )
 }
 
 fn read_broker_overrides(log_dir: &Path) -> io::Result<BrokerOverrides> {
@@ -332,6 +314,28 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
 /// The directory of one partition.
 pub fn partition_dir(log_dir: &Path, topic: &str, partition: i32) -> PathBuf {
     log_dir.join(format!("{topic}-{partition}"))
+}
+
+/// Gives a partition directory this broker has not held before its `partition.metadata`
+/// (Kafka's tools read the topic id there) and config file; one of this topic is left as
+/// is. One of an older topic of the same name (deleted while this broker was down) is
+/// stray data: it is removed, as Kafka removes stray logs.
+pub fn write_new_partition_files(dir: &Path, topic: &TopicInfo) -> io::Result<()> {
+    match read_topic_id(&dir.join(PARTITION_METADATA_FILE))? {
+        Some(id) if id == topic.id => return Ok(()),
+        Some(id) => {
+            tracing::warn!(
+                "removing {}: it holds topic id {} but {} is now {}",
+                dir.display(),
+                encode_topic_id(id),
+                topic.name,
+                encode_topic_id(topic.id)
+            );
+            std::fs::remove_dir_all(dir)?;
+        }
+        None => {}
+    }
+    write_partition_files(dir, topic)
 }
 
 /// Writes `partition.metadata` and the config file into a partition's directory, creating it.
@@ -662,7 +666,11 @@ mod tests {
         overrides
             .cluster_default
             .insert("log.retention.ms".into(), "5".into());
-        write_broker_overrides(dir.path(), &overrides).unwrap();
+        std::fs::write(
+            dir.path().join(BROKER_DYNAMIC_FILE),
+            "default:log.retention.ms=5\nlog.retention.ms=1000\n",
+        )
+        .unwrap();
         let table = scan_log_dir(&config_in(dir.path(), 1)).unwrap();
         assert_eq!(table.broker_overrides(), &overrides);
         // This broker's own value comes last, so it wins.

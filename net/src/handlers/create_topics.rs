@@ -1,7 +1,7 @@
-//! CreateTopics: name, partition count and configs are checked here; the controller shard
-//! creates the topic and every shard opens the partitions it owns before the answer goes out.
-//! Spate keeps one replica: a replication factor other than 1 (or -1, the default) is
-//! INVALID_REPLICATION_FACTOR.
+//! CreateTopics: name, partition count, replicas and configs are checked here; the
+//! controller places the replicas (or takes the client's assignment) and commits the topic,
+//! and the answer goes out once this broker has applied it. A replication factor above the
+//! number of live brokers is INVALID_REPLICATION_FACTOR.
 
 use std::collections::HashSet;
 
@@ -14,7 +14,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use spate_core::topic_config::TopicConfig;
 use spate_shard::topics::TopicInfo;
-use spate_shard::{NewTopic, TopicError};
+use spate_shard::{NewReplicas, NewTopic, TopicError};
 
 use super::Context;
 
@@ -76,37 +76,45 @@ pub async fn handle(ctx: &Context, request: CreateTopicsRequest) -> CreateTopics
 
 fn check(ctx: &Context, topic: &CreatableTopic) -> Result<NewTopic, TopicError> {
     let fail = |error, message: String| Err(TopicError { error, message });
-    let node_id = ctx.shard.config().node_id;
-    let replication = i32::from(topic.replication_factor);
-    let partitions = if topic.assignments.is_empty() {
-        if replication != USE_DEFAULT && replication != 1 {
-            return fail(
-                ResponseError::InvalidReplicationFactor,
-                format!("replication factor {replication} is not possible: this broker keeps one replica, use 1"),
-            );
-        }
-        if topic.num_partitions == USE_DEFAULT {
-            ctx.shard.config().num_partitions
-        } else {
-            topic.num_partitions
-        }
+    let config = ctx.shard.config();
+    let factor = topic.replication_factor;
+    let (partitions, replicas) = if topic.assignments.is_empty() {
+        let factor = match i32::from(factor) {
+            USE_DEFAULT => config.default_replication_factor,
+            f if f >= 1 => factor,
+            f => {
+                return fail(
+                    ResponseError::InvalidReplicationFactor,
+                    format!(
+                    "replication factor must be at least 1 (or -1 for the broker default), got {f}"
+                ),
+                )
+            }
+        };
+        let partitions = match topic.num_partitions {
+            USE_DEFAULT => config.num_partitions,
+            n => n,
+        };
+        (partitions, NewReplicas::Factor(factor))
     } else {
-        if topic.num_partitions != USE_DEFAULT || replication != USE_DEFAULT {
+        if topic.num_partitions != USE_DEFAULT || i32::from(factor) != USE_DEFAULT {
             return fail(
                 ResponseError::InvalidRequest,
                 "give either replica assignments or partitions and replication factor, not both"
                     .into(),
             );
         }
+        let mut lists = Vec::with_capacity(topic.assignments.len());
         for (i, a) in topic.assignments.iter().enumerate() {
-            if a.partition_index != i as i32 || a.broker_ids.iter().map(|b| b.0).ne([node_id]) {
+            if a.partition_index != i as i32 {
                 return fail(
                     ResponseError::InvalidReplicaAssignment,
-                    format!("assignments must list partitions 0.. in order, each on broker {node_id} alone"),
+                    "assignments must list partitions 0, 1, ... in order".into(),
                 );
             }
+            lists.push(a.broker_ids.iter().map(|b| b.0).collect());
         }
-        topic.assignments.len() as i32
+        (lists.len() as i32, NewReplicas::Assigned(lists))
     };
     let config = TopicConfig::from_pairs(
         topic
@@ -121,6 +129,7 @@ fn check(ctx: &Context, topic: &CreatableTopic) -> Result<NewTopic, TopicError> 
     Ok(NewTopic {
         name: topic.name.0.to_string(),
         partitions,
+        replicas,
         config,
     })
 }
@@ -148,9 +157,10 @@ fn topic_result(
                         .with_is_sensitive(e.sensitive)
                 })
                 .collect();
+            let factor = info.assignment(0).map_or(0, |a| a.replicas.len());
             let result = result
                 .with_num_partitions(info.partitions)
-                .with_replication_factor(1)
+                .with_replication_factor(i16::try_from(factor).unwrap_or(i16::MAX))
                 .with_configs(Some(configs));
             if version >= TOPIC_ID_VERSION {
                 result.with_topic_id(info.id)

@@ -1,6 +1,6 @@
-//! FindCoordinator: which broker coordinates a group (or transactional id). A single broker
-//! coordinates everything, so the answer is always this broker; within it, the group's
-//! requests are routed to the shard that owns its coordinator partition.
+//! FindCoordinator: which broker coordinates a group (or transactional id): the live broker
+//! whose turn the group's coordinator partition is (`coordinator_node`); within that broker
+//! the group's requests are routed to the shard that owns its coordinator partition.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -14,41 +14,52 @@ const BATCHED_VERSION: i16 = 4;
 /// Key types: 0 group, 1 transaction (2 share, unsupported).
 const MAX_KEY_TYPE: i8 = 1;
 
+/// A coordinator's node id, host and port, or the error to answer.
+type Found = Result<(i32, String, i32), ResponseError>;
+
 pub fn handle(ctx: &Context, request: FindCoordinatorRequest) -> FindCoordinatorResponse {
-    let config = ctx.shard.config();
-    let (host, port) = config.advertised_address();
-    let port = i32::from(port);
-    let node = BrokerId(config.node_id);
-    let error = (request.key_type > MAX_KEY_TYPE || request.key_type < 0)
-        .then_some(ResponseError::InvalidRequest);
+    let bad_type = request.key_type > MAX_KEY_TYPE || request.key_type < 0;
+    let find = |key: &str| -> Found {
+        if bad_type {
+            return Err(ResponseError::InvalidRequest);
+        }
+        let table = ctx.shard.topics();
+        let broker = ctx
+            .shard
+            .group_coordinator(key)
+            .and_then(|node| table.broker(node))
+            .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        Ok((broker.node_id, broker.host.clone(), i32::from(broker.port)))
+    };
     if ctx.version() >= BATCHED_VERSION {
         let coordinators = request
             .coordinator_keys
             .into_iter()
             .map(|key| {
+                let found = find(key.as_str());
                 let c = Coordinator::default().with_key(key);
-                match error {
-                    Some(e) => c
+                match found {
+                    Ok((node, host, port)) => c
+                        .with_node_id(BrokerId(node))
+                        .with_host(StrBytes::from_string(host))
+                        .with_port(port),
+                    Err(e) => c
                         .with_error_code(e.code())
                         .with_node_id(BrokerId(-1))
                         .with_port(-1),
-                    None => c
-                        .with_node_id(node)
-                        .with_host(StrBytes::from_string(host.clone()))
-                        .with_port(port),
                 }
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    match error {
-        Some(e) => FindCoordinatorResponse::default()
+    match find(request.key.as_str()) {
+        Ok((node, host, port)) => FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(node))
+            .with_host(StrBytes::from_string(host))
+            .with_port(port),
+        Err(e) => FindCoordinatorResponse::default()
             .with_error_code(e.code())
             .with_node_id(BrokerId(-1))
             .with_port(-1),
-        None => FindCoordinatorResponse::default()
-            .with_node_id(node)
-            .with_host(StrBytes::from_string(host))
-            .with_port(port),
     }
 }

@@ -10,7 +10,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use spate_shard::controller::image::{PartitionAssignment, NO_LEADER};
 use spate_shard::topics::{TopicInfo, TopicTable};
-use spate_shard::NewTopic;
+use spate_shard::{NewReplicas, NewTopic};
 use uuid::Uuid;
 
 use super::Context;
@@ -126,6 +126,7 @@ async fn requested_topic(
     let new = NewTopic {
         name: name.clone(),
         partitions: ctx.shard.config().num_partitions,
+        replicas: NewReplicas::Factor(ctx.shard.config().default_replication_factor),
         config: Default::default(),
     };
     match ctx.shard.create_topics(vec![new], false).await.pop() {

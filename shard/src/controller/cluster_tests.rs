@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::foreign_await::foreign;
 use futures_lite::future::block_on;
 use kafka_protocol::ResponseError;
 use tempfile::TempDir;
@@ -405,13 +406,12 @@ fn glommio_executors_await_the_link() {
         .io_memory(512 << 10)
         .spawn(move || async move {
             let mut watch = link.watch();
-            let outcome = link
-                .create_topic("g".into(), 1, 1, BTreeMap::new())
+            let outcome = foreign(link.create_topic("g".into(), 1, 1, BTreeMap::new()))
                 .await
                 .unwrap();
             // The image with the topic arrives through the watch.
             while !link.latest().topics.contains_key("g") {
-                watch.changed().await.unwrap();
+                foreign(watch.changed()).await.unwrap();
             }
             outcome
         })

@@ -364,7 +364,8 @@ impl Voter {
                     last_seen: HashMap::new(),
                 };
                 let activate = Command::ActivateController {
-                    cluster_id: Uuid::new_v4().simple().to_string(),
+                    // Kafka's form: a random UUID as 22 characters of URL-safe base64.
+                    cluster_id: crate::topics::encode_topic_id(Uuid::new_v4()),
                     unclean_leader_election_enable: self.settings.unclean_leader_election_enable,
                 };
                 if let Err(response) = self.propose(activate).await {

@@ -33,6 +33,7 @@ pub use offsets::Committed;
 
 use crate::placement::owner_shard;
 use crate::topic_config::topic_settings;
+use crate::topics::TopicTable;
 use group::{Delivery, Group, Reply};
 use offsets::{OffsetRecord, OffsetTable};
 
@@ -89,6 +90,23 @@ pub fn coordinator_partition(group_id: &str, partitions: i32) -> i32 {
 pub fn coordinator_shard(group_id: &str, config: &GroupConfig, shards: usize) -> usize {
     let partition = coordinator_partition(group_id, config.offsets_partitions);
     owner_shard(OFFSETS_DIR, partition, shards)
+}
+
+/// The broker that coordinates a group: its coordinator partition's turn among the live
+/// brokers (by node id), or `None` with no live broker. Kafka takes the leader of the
+/// `__consumer_offsets` partition; Spate keeps committed offsets on the coordinator's own
+/// disk, unreplicated, so while the set of live brokers changes a group moves to a broker
+/// that does not have its offsets (see README: what does not work yet).
+pub fn coordinator_node(table: &TopicTable, group_id: &str, config: &GroupConfig) -> Option<i32> {
+    let alive: Vec<i32> = table
+        .brokers()
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| b.node_id)
+        .collect();
+    let partition = coordinator_partition(group_id, config.offsets_partitions);
+    let turn = usize::try_from(partition).ok()? % alive.len().max(1);
+    alive.get(turn).copied()
 }
 
 /// One partition's commit in an OffsetCommit.
