@@ -9,6 +9,7 @@
 //! - `metadata_sync`: shard 0 publishes the controller's images; metadata writes wait for them.
 //!   `foreign_await`: awaiting what the cluster thread completes, without lost wake-ups.
 //! - `controller`: the cluster metadata quorum (openraft) and the broker's link to it.
+//! - `replication`: followers fetching from leaders, the ISR and the high watermark.
 //! - `group_coordinator`: consumer groups and committed offsets.
 //! - `topics`: the topic table (one shard owns it, the others get snapshots) and its files.
 
@@ -24,6 +25,7 @@ mod partition;
 pub mod partition_admin;
 pub mod placement;
 mod producer_ids;
+pub mod replication;
 mod router;
 pub mod shard;
 mod start_barrier;

@@ -45,6 +45,9 @@ pub struct AppendRequest {
     pub topic: String,
     pub partition: i32,
     pub records: BytesMut,
+    /// Produce's `acks` (-1: wait for the ISR) and `timeout_ms`.
+    pub acks: i16,
+    pub timeout: Duration,
 }
 
 /// Where an append landed.
@@ -62,6 +65,8 @@ pub struct ReadRequest {
     pub offset: i64,
     /// `partition_max_bytes`.
     pub max_bytes: usize,
+    /// The reader's leader epoch (-1: not checked).
+    pub current_leader_epoch: i32,
 }
 
 /// Reads of partitions one shard owns, done in order within one byte budget: one message
@@ -74,14 +79,20 @@ pub struct ReadBatch {
     /// Return the first batch found even if it exceeds the limits (Kafka does, so a
     /// consumer never gets stuck behind a large batch); set while the response is empty.
     pub min_one_batch: bool,
+    /// The broker id of a follower fetching (it reads up to the log end and its progress is
+    /// noted); -1 for a consumer.
+    pub replica_id: i32,
 }
 
-/// One partition a long poll waits on: it wakes once the high watermark passes `offset`.
+/// One partition a long poll waits on: it wakes once the high watermark (or log end) passes
+/// `offset`.
 #[derive(Debug, Clone)]
 pub struct WaitRequest {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+    /// A follower waits for the log end to pass `offset`, not the high watermark.
+    pub for_replica: bool,
 }
 
 /// The partition's offsets a Fetch response reports.
@@ -99,6 +110,7 @@ pub type ReadResult<R> = Result<(R, PartitionOffsets), ResponseError>;
 pub struct ListedOffset {
     pub timestamp: i64,
     pub offset: i64,
+    pub leader_epoch: i32,
 }
 
 pub(crate) enum Request {
@@ -112,6 +124,7 @@ pub(crate) enum Request {
         topic: String,
         partition: i32,
         timestamp: i64,
+        current_leader_epoch: i32,
     },
     CreateTopics {
         topics: Vec<NewTopic>,

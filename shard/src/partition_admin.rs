@@ -16,7 +16,7 @@ use spate_log::ProducerInfo;
 use crate::controller::commands::Command;
 use crate::messages::{Reply, Request, TopicError};
 use crate::metadata_sync::shutting_down;
-use crate::partition::LEADER_EPOCH;
+use crate::partition::NO_EPOCH_CHECK;
 use crate::shard::Shard;
 use crate::topic_config::topic_settings;
 use crate::topics::{BrokerOverrides, TopicTable};
@@ -111,13 +111,14 @@ impl Shard {
                         .map(PartitionAnswer::LowWatermark)
                         .map_err(|e| e.kafka_error())
                 }
-                PartitionOp::EpochEndOffset(epoch) => Ok(PartitionAnswer::EpochEndOffset {
-                    leader_epoch: self
-                        .topics()
-                        .assignment(&q.topic, q.partition)
-                        .map_or(LEADER_EPOCH, |a| a.leader_epoch),
-                    found: log.end_offset_for_epoch(epoch),
-                }),
+                PartitionOp::EpochEndOffset(epoch) => {
+                    p.check_leader(NO_EPOCH_CHECK).map(|leader_epoch| {
+                        PartitionAnswer::EpochEndOffset {
+                            leader_epoch,
+                            found: log.end_offset_for_epoch(epoch),
+                        }
+                    })
+                }
                 PartitionOp::Producers => Ok(PartitionAnswer::Producers(log.producers())),
                 PartitionOp::Size => Ok(PartitionAnswer::Size {
                     bytes: log.size_bytes(),
@@ -292,6 +293,7 @@ impl Shard {
                 p.log.set_config(settings.log);
             }
             p.max_message_bytes.set(settings.max_message_bytes);
+            p.min_insync_replicas.set(settings.min_insync_replicas);
             p.log
                 .set_producer_id_expiration_ms(broker.producer_id_expiration_ms);
         }

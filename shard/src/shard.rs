@@ -29,6 +29,7 @@ use crate::notify::Notify;
 use crate::partition::{read_slice_to_bytes, Partition};
 use crate::placement::owner_shard;
 use crate::producer_ids;
+use crate::replication::{Replication, ReplicationConfig};
 use crate::router::{Body, Envelope, Links, Router};
 use crate::topic_config::topic_settings;
 use crate::topics::{partition_dir, write_new_partition_files, TopicInfo, TopicTable};
@@ -87,6 +88,8 @@ pub struct Shard {
     pub(crate) published: RefCell<Arc<TopicTable>>,
     /// The broker's link to the controller: images in, metadata writes out.
     pub(crate) cluster: BrokerLink,
+    /// Followers, ISR and high watermarks of this shard's partitions.
+    pub(crate) replication: Rc<Replication>,
 }
 
 impl Shard {
@@ -109,6 +112,11 @@ impl Shard {
             GroupConfig::from_broker(&config),
             clock.clone(),
         );
+        let replication = Replication::new(
+            config.node_id,
+            ReplicationConfig::from_broker(&config),
+            clock.clone(),
+        );
         let shard = Rc::new(Shard {
             id,
             count,
@@ -126,6 +134,7 @@ impl Shard {
             groups,
             published: RefCell::new(Arc::new(TopicTable::default())),
             cluster,
+            replication,
         });
         for (_, receiver) in receivers {
             glommio::spawn_local(shard.clone().serve_peer(receiver)).detach();
@@ -246,11 +255,12 @@ impl Shard {
         topic: &str,
         partition: i32,
         timestamp: i64,
+        current_leader_epoch: i32,
     ) -> Result<Option<ListedOffset>, ResponseError> {
         let owner = self.owner_of(topic, partition);
         if owner == self.id {
             return match self.partition(topic, partition) {
-                Some(p) => p.list_offset(timestamp).await,
+                Some(p) => p.list_offset(timestamp, current_leader_epoch).await,
                 None => Err(ResponseError::UnknownTopicOrPartition),
             };
         }
@@ -258,6 +268,7 @@ impl Shard {
             topic: topic.to_string(),
             partition,
             timestamp,
+            current_leader_epoch,
         };
         match self.call(owner, request).await {
             Some(Reply::ListOffset(result)) => result,
@@ -354,12 +365,14 @@ impl Shard {
     pub async fn close(&self) {
         self.closing.set(true);
         self.stopping.notify_all();
+        self.replication.stop();
         if let Err(e) = self.gate.close().await {
             tracing::warn!(
                 shard = self.id,
                 "waiting for requests in progress failed: {e}"
             );
         }
+        self.replication.close().await;
         self.groups.close().await;
         let partitions: Vec<_> = self.partitions.borrow_mut().drain().collect();
         // Each close waits on a few fsyncs: one after another, 10,000 partitions took close
@@ -429,8 +442,9 @@ impl Shard {
                 topic,
                 partition,
                 timestamp,
+                current_leader_epoch,
             } => Reply::ListOffset(match self.partition(&topic, partition) {
-                Some(p) => p.list_offset(timestamp).await,
+                Some(p) => p.list_offset(timestamp, current_leader_epoch).await,
                 None => Err(ResponseError::UnknownTopicOrPartition),
             }),
             Request::Apply(table) => {
@@ -464,7 +478,7 @@ impl Shard {
     ) -> Vec<Result<ProduceResult, ResponseError>> {
         join_all(appends.into_iter().map(|a| async move {
             match self.partition(&a.topic, a.partition) {
-                Some(p) => p.produce(a.records).await,
+                Some(p) => p.produce(a.records, a.acks, a.timeout).await,
                 None => Err(ResponseError::UnknownTopicOrPartition),
             }
         }))
@@ -479,7 +493,24 @@ impl Shard {
                 Some(p) => {
                     let max_bytes = req.max_bytes.min(batch.budget.saturating_sub(total));
                     let min_one_batch = batch.min_one_batch && total == 0;
-                    p.read(req.offset, max_bytes, min_one_batch).await
+                    if batch.replica_id >= 0 {
+                        p.read_for_replica(
+                            batch.replica_id,
+                            req.offset,
+                            max_bytes,
+                            min_one_batch,
+                            req.current_leader_epoch,
+                        )
+                        .await
+                    } else {
+                        p.read(
+                            req.offset,
+                            max_bytes,
+                            min_one_batch,
+                            req.current_leader_epoch,
+                        )
+                        .await
+                    }
                 }
                 None => Err(ResponseError::UnknownTopicOrPartition),
             };
@@ -508,7 +539,8 @@ impl Shard {
             .into_iter()
             .filter_map(|w| {
                 let p = self.partition(&w.topic, w.partition)?;
-                Some(async move { p.wait_for_data(w.offset, timeout).await }.boxed_local())
+                let wait = async move { p.wait_for_data(w.offset, timeout, w.for_replica).await };
+                Some(wait.boxed_local())
             })
             .collect();
         if !waits.is_empty() {
@@ -537,7 +569,7 @@ impl Shard {
         for key in not_replica {
             let removed = self.partitions.borrow_mut().remove(&key);
             if let Some(p) = removed {
-                p.appended.notify_all();
+                p.stop_replicating();
                 if let Err(e) = p.log.close().await {
                     tracing::error!("closing partition {}-{} failed: {e}", key.0, key.1);
                 }
@@ -555,7 +587,7 @@ impl Shard {
         for key in gone {
             let removed = self.partitions.borrow_mut().remove(&key);
             if let Some(p) = removed {
-                p.appended.notify_all();
+                p.stop_replicating();
                 match p.log.delete().await {
                     Ok(()) => tracing::info!("deleted partition {}-{}", key.0, key.1),
                     Err(e) => tracing::error!("deleting partition {}-{} failed: {e}", key.0, key.1),
@@ -575,6 +607,7 @@ impl Shard {
                 }
             }
         }
+        self.apply_assignments(&table);
         self.ready.set(true);
         self.table_applied.notify_all();
     }
@@ -605,16 +638,18 @@ impl Shard {
         );
         producer_ids::note_seen(log.max_producer_id());
         log.set_producer_id_expiration_ms(broker.producer_id_expiration_ms);
-        // One replica: everything in the log is committed, so the high watermark is the end.
-        log.set_high_watermark(log.log_end_offset());
-        let p = Partition {
+        let p = Partition::new(
             log,
-            appended: Notify::default(),
-            max_message_bytes: std::cell::Cell::new(settings.max_message_bytes),
-        };
+            &topic.name,
+            partition,
+            topic.id,
+            self.replication.clone(),
+        );
+        p.max_message_bytes.set(settings.max_message_bytes);
+        p.min_insync_replicas.set(settings.min_insync_replicas);
         self.partitions
             .borrow_mut()
-            .insert((topic.name.clone(), partition), Rc::new(p));
+            .insert((topic.name.clone(), partition), p);
         Ok(())
     }
 }

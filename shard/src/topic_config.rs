@@ -11,6 +11,8 @@ pub struct TopicSettings {
     pub log: LogConfig,
     /// `max.message.bytes`: the largest batch a produce may append.
     pub max_message_bytes: usize,
+    /// `min.insync.replicas`: ISR members an `acks=all` produce needs.
+    pub min_insync_replicas: i32,
 }
 
 pub fn topic_settings(broker: &BrokerConfig, config: &TopicConfig) -> TopicSettings {
@@ -26,6 +28,7 @@ pub fn topic_settings(broker: &BrokerConfig, config: &TopicConfig) -> TopicSetti
             flush_ms: e.flush_ms,
         },
         max_message_bytes: e.max_message_bytes,
+        min_insync_replicas: e.min_insync_replicas,
     }
 }
 

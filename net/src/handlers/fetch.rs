@@ -1,4 +1,6 @@
-//! Fetch: whole batches from each requested partition, up to its high watermark.
+//! Fetch: whole batches from each requested partition, up to its high watermark for a
+//! consumer, up to the log end for a follower (a request with a replica id: the leader
+//! notes the follower's log end from its fetch offset, see `spate_shard::replication`).
 //!
 //! Limits follow Kafka: `partition_max_bytes` per partition and `max_bytes` for the whole
 //! response, except that the first batch found is returned even when larger, so a consumer
@@ -24,6 +26,8 @@ use crate::zero_copy::{
 
 /// From v13 on, topics are named by id.
 const TOPIC_IDS_VERSION: i16 = 13;
+/// From v15 on, a follower's id is in `replica_state`.
+const REPLICA_STATE_VERSION: i16 = 15;
 /// Fetch's isolation level for transactional reads.
 const READ_COMMITTED: i8 = 1;
 /// "Keep fetching from the leader" (no follower fetching).
@@ -40,6 +44,7 @@ struct Wanted {
     partition: i32,
     offset: i64,
     max_bytes: usize,
+    current_leader_epoch: i32,
     result: ReadResult<Records>,
 }
 
@@ -56,6 +61,11 @@ pub async fn handle(
 ) -> Result<Vec<FetchSegment<Records>>, RequestError> {
     let table = ctx.shard.topics();
     let by_id = ctx.version() >= TOPIC_IDS_VERSION;
+    let replica_id = if ctx.version() >= REPLICA_STATE_VERSION {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
     let mut topics = Vec::with_capacity(request.topics.len());
     let mut wanted = Vec::new();
     for topic in request.topics {
@@ -70,6 +80,7 @@ pub async fn handle(
                 partition: p.partition,
                 offset: p.fetch_offset,
                 max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
+                current_leader_epoch: p.current_leader_epoch,
                 result: Err(if by_id {
                     ResponseError::UnknownTopicId
                 } else {
@@ -88,16 +99,16 @@ pub async fn handle(
     let deadline =
         Instant::now() + Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
     loop {
-        let found = read_all(ctx, &topics, &mut wanted, max_bytes).await;
+        let found = read_all(ctx, &topics, &mut wanted, max_bytes, replica_id).await;
         let now = Instant::now();
         if found >= min_bytes.max(1)
             || now >= deadline
-            || !worth_waiting(&wanted)
+            || !worth_waiting(&wanted, replica_id)
             || ctx.shard.is_stopping()
         {
             break;
         }
-        wait_for_any(ctx, &topics, &wanted, deadline - now).await;
+        wait_for_any(ctx, &topics, &wanted, deadline - now, replica_id).await;
     }
     response(ctx, topics, wanted, request.isolation_level)
 }
@@ -110,6 +121,7 @@ async fn read_all(
     topics: &[Topic],
     wanted: &mut [Wanted],
     max_bytes: usize,
+    replica_id: i32,
 ) -> usize {
     let mut total = 0;
     for (owner, indexes) in by_owner(ctx, topics, wanted) {
@@ -120,12 +132,14 @@ async fn read_all(
                 partition: wanted[i].partition,
                 offset: wanted[i].offset,
                 max_bytes: wanted[i].max_bytes,
+                current_leader_epoch: wanted[i].current_leader_epoch,
             })
             .collect();
         let batch = ReadBatch {
             reads,
             budget: max_bytes.saturating_sub(total),
             min_one_batch: total == 0,
+            replica_id,
         };
         let results = ctx.shard.read_batch(owner, batch).await;
         for (i, result) in indexes.into_iter().zip(results) {
@@ -158,17 +172,26 @@ fn topic_of<'a>(topics: &'a [Topic], w: &Wanted) -> &'a str {
     topics[w.topic].name.as_deref().unwrap_or_default()
 }
 
-/// Waiting only helps when every partition read cleanly and came back empty at its end.
-fn worth_waiting(wanted: &[Wanted]) -> bool {
+/// Waiting only helps when every partition read cleanly and came back empty at its end
+/// (a follower reads to the log end, so empty is at its end).
+fn worth_waiting(wanted: &[Wanted], replica_id: i32) -> bool {
     wanted.iter().all(|w| match &w.result {
-        Ok((records, offsets)) => records.is_empty() && w.offset >= offsets.high_watermark,
+        Ok((records, offsets)) => {
+            records.is_empty() && (replica_id >= 0 || w.offset >= offsets.high_watermark)
+        }
         Err(_) => false,
     })
 }
 
 /// Resolves as soon as any requested partition gets data past its fetch offset: one wait
 /// per owner shard, the first to end wins.
-async fn wait_for_any(ctx: &Context, topics: &[Topic], wanted: &[Wanted], timeout: Duration) {
+async fn wait_for_any(
+    ctx: &Context,
+    topics: &[Topic],
+    wanted: &[Wanted],
+    timeout: Duration,
+    replica_id: i32,
+) {
     let waits: Vec<LocalBoxFuture<'_, ()>> = by_owner(ctx, topics, wanted)
         .into_iter()
         .map(|(owner, indexes)| {
@@ -178,6 +201,7 @@ async fn wait_for_any(ctx: &Context, topics: &[Topic], wanted: &[Wanted], timeou
                     topic: topic_of(topics, &wanted[i]).to_string(),
                     partition: wanted[i].partition,
                     offset: wanted[i].offset,
+                    for_replica: replica_id >= 0,
                 })
                 .collect();
             ctx.shard.wait_any(owner, partitions, timeout).boxed_local()

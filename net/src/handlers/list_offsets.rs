@@ -1,5 +1,7 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3) or the first offset at or
-//! after a timestamp.
+//! after a timestamp. Only the leader answers (NOT_LEADER_OR_FOLLOWER elsewhere); a
+//! `current_leader_epoch` older than the leader's is FENCED_LEADER_EPOCH, newer
+//! UNKNOWN_LEADER_EPOCH.
 
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -24,13 +26,18 @@ pub async fn handle(ctx: &Context, request: ListOffsetsRequest) -> ListOffsetsRe
                 .with_leader_epoch(-1);
             let response = match ctx
                 .shard
-                .list_offset(&name, p.partition_index, p.timestamp)
+                .list_offset(
+                    &name,
+                    p.partition_index,
+                    p.timestamp,
+                    p.current_leader_epoch,
+                )
                 .await
             {
                 Ok(Some(listed)) if ctx.version() >= LEADER_EPOCH_VERSION => response
                     .with_timestamp(listed.timestamp)
                     .with_offset(listed.offset)
-                    .with_leader_epoch(0),
+                    .with_leader_epoch(listed.leader_epoch),
                 Ok(Some(listed)) => response
                     .with_timestamp(listed.timestamp)
                     .with_offset(listed.offset),

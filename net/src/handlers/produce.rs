@@ -1,9 +1,12 @@
 //! Produce: appends each partition's batches on the partition's owner shard. Batches are
 //! stored as sent (any codec); the log checks framing and CRC and assigns offsets.
-//! `acks=0` gets no response; `acks=1` and `acks=all` (one replica) answer after the append
-//! has moved the high watermark.
+//! `acks=0` gets no response; `acks=1` answers after the leader's append; `acks=all` once
+//! the high watermark passes the batch (every in-sync replica has it) or after the
+//! request's timeout (REQUEST_TIMED_OUT). A broker that does not lead a partition answers
+//! NOT_LEADER_OR_FOLLOWER, so the client refreshes its metadata.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -34,6 +37,7 @@ pub async fn handle(
 ) -> Result<Option<ProduceResponse>, RequestError> {
     let mut request = request;
     let acks = request.acks;
+    let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
     let topic_data = std::mem::take(&mut request.topic_data);
     // What is left (the transactional id) may be a slice of the frame: let it go.
     drop(request);
@@ -86,6 +90,8 @@ pub async fn handle(
             topic,
             partition,
             records,
+            acks,
+            timeout,
         });
     }
     let appends = by_owner
