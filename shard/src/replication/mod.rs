@@ -7,11 +7,13 @@
 //! - Follower (`fetcher`, `follower`): one fetcher task per shard per leader broker (Kafka's
 //!   ReplicaFetcherThread) fetches every partition this shard follows from that leader, first
 //!   truncating a diverged tail found with OffsetForLeaderEpoch.
-//! - `link`: the traits the broker implements to reach the controller and other brokers.
+//! - `link`: the traits the broker implements to reach the controller and other brokers;
+//!   `controller_isr` implements [`IsrUpdater`] over the controller link (`BrokerLink`).
 //!
 //! A partition's role lives in `Partition` (partition.rs); this module holds the per-shard
 //! machinery: settings, the controller and network hooks, the fetchers, the ISR check timer.
 
+mod controller_isr;
 mod fetcher;
 pub mod follower;
 pub mod leader;
