@@ -117,6 +117,7 @@ impl Shard {
             ReplicationConfig::from_broker(&config),
             clock.clone(),
         );
+        replication.set_isr_updater(Rc::new(cluster.clone()));
         let shard = Rc::new(Shard {
             id,
             count,
