@@ -94,6 +94,16 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     // Read before the controller creates its metadata directory.
     let legacy = cluster::legacy_topics(&config)?;
     let node = ClusterNode::start(cluster::settings(&config)).map_err(|e| e.to_string())?;
+    // At the signal the broker fences itself first, so its partitions get new leaders while
+    // its shards drain their requests and close.
+    let stop = node.stopper();
+    let signalled = shutdown.clone();
+    std::thread::spawn(move || {
+        while !signalled.load(Ordering::SeqCst) {
+            std::thread::sleep(spate_net::server::SHUTDOWN_POLL_INTERVAL);
+        }
+        stop();
+    });
     let served = match node.broker() {
         Some(link) => {
             if let Some(table) = legacy {

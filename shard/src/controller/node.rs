@@ -44,7 +44,7 @@ pub enum ClusterError {
 
 /// A running cluster thread.
 pub struct ClusterNode {
-    shutdown: watch::Sender<bool>,
+    shutdown: Arc<watch::Sender<bool>>,
     thread: Option<JoinHandle<()>>,
     broker: Option<BrokerLink>,
     controller: Option<Arc<Voter>>,
@@ -87,7 +87,7 @@ impl ClusterNode {
         });
         match started {
             Ok(s) => Ok(ClusterNode {
-                shutdown,
+                shutdown: Arc::new(shutdown),
                 thread: Some(thread),
                 broker: s.broker,
                 controller: s.controller,
@@ -113,6 +113,15 @@ impl ClusterNode {
     /// The bound controller listener address, if there is one.
     pub fn controller_addr(&self) -> Option<SocketAddr> {
         self.controller_addr
+    }
+
+    /// Begins the controlled shutdown from any thread (at SIGTERM, before the shards close,
+    /// so leadership moves while they drain); [`ClusterNode::shutdown`] then waits for it.
+    pub fn stopper(&self) -> impl Fn() + Send + 'static {
+        let shutdown = self.shutdown.clone();
+        move || {
+            let _ = shutdown.send(true);
+        }
     }
 
     /// Controlled shutdown: the broker fences itself (bounded by its request timeout), the
