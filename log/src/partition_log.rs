@@ -1107,14 +1107,7 @@ impl PartitionLog {
     /// Writes the given checkpoint files from the current state, one writer at a time
     /// (they share `.tmp` names).
     pub(crate) async fn write_checkpoints(&self, which: &[Checkpoint]) -> Result<(), LogError> {
-        let _permit =
-            self.checkpoint_lock
-                .acquire_permit(1)
-                .await
-                .map_err(|e| LogError::Unusable {
-                    dir: self.dir.clone(),
-                    reason: e.to_string(),
-                })?;
+        let _permit = self.checkpoint_permit().await?;
         for which in which {
             let (name, bytes) = {
                 let st = self.state.borrow();
@@ -1140,6 +1133,37 @@ impl PartitionLog {
             checkpoint::write_atomic(&self.dir.join(name), bytes).await?;
         }
         Ok(())
+    }
+
+    /// The permit of whoever writes checkpoint files (they share `.tmp` names).
+    pub(crate) async fn checkpoint_permit(&self) -> Result<glommio::sync::Permit<'_>, LogError> {
+        self.checkpoint_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|e| LogError::Unusable {
+                dir: self.dir.clone(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Fails every staged append (their offsets no longer follow the log, which was
+    /// rewritten under them) and restarts offsets at the log end.
+    pub(crate) fn fail_staged(&self, reason: &str) {
+        let staged = {
+            let mut st = self.state.borrow_mut();
+            st.next_offset = st.log_end;
+            std::mem::take(&mut st.staged)
+        };
+        let failure = WriteFailure::of(
+            &LogError::Unusable {
+                dir: self.dir.clone(),
+                reason: reason.to_string(),
+            },
+            &self.dir,
+        );
+        for item in staged {
+            item.outcome.set(Err(failure.clone()));
+        }
     }
 
     /// Flushes, writes the active segment's indexes and the checkpoints, then the

@@ -266,7 +266,7 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>, LogError> {
     Ok(logs)
 }
 
-async fn sync_dir(dir: &Path) -> Result<(), LogError> {
+pub(crate) async fn sync_dir(dir: &Path) -> Result<(), LogError> {
     let handle = glommio::io::Directory::open(dir)
         .await
         .map_err(|e| LogError::io(dir, e))?;

@@ -1,5 +1,6 @@
 //! Removing data from a log: from the front by retention (time, size) and DeleteRecords,
-//! and from the end by truncation (a follower dropping what diverged from its leader).
+//! and from the end by truncation (a follower dropping what diverged from its leader, or
+//! everything when it fell behind its leader's log start).
 //!
 //! Retention deletes whole segments only, oldest first, and never the active segment
 //! (Kafka's `deleteOldSegments`). A segment removed from the map stays readable through the
@@ -7,9 +8,11 @@
 
 use std::rc::Rc;
 
+use crate::checkpoint;
 use crate::error::LogError;
+use crate::leader_epoch::{self, LeaderEpochCache};
 use crate::partition_log::{Checkpoint, PartitionLog};
-use crate::recovery::remove_segments;
+use crate::recovery::{remove_segments, sync_dir};
 use crate::segment::{self, LogSegment, SegmentFile};
 
 impl PartitionLog {
@@ -201,11 +204,71 @@ impl PartitionLog {
         self.write_checkpoints(&Checkpoint::ALL).await
     }
 
+    /// Empties the log and restarts it at `offset` (Kafka's `truncateFullyAndStartAt`): a
+    /// follower whose log end is below its leader's log start (it was away while retention
+    /// or DeleteRecords removed what it would fetch next) drops everything and fetches
+    /// from the leader's log start. Every segment, producer snapshot and leader epoch goes;
+    /// log start, log end, high watermark and recovery point all become `offset`.
+    ///
+    /// Crash safety: the steps are ordered so that a crash after any of them leaves a
+    /// directory that opens as a valid log: old segments are unlinked oldest first (a
+    /// crash leaves a suffix of the old log, as retention does), then the snapshots go and
+    /// the checkpoints are written for an empty log at `offset` (with no segment, open
+    /// starts an empty one at the log-start checkpoint), and only then is the new segment
+    /// created.
+    pub async fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), LogError> {
+        let _permit = self.lock().await?;
+        self.write_staged().await;
+        self.check_usable()?;
+        if offset < 0 {
+            let st = self.state.borrow();
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start: st.log_start,
+                log_end: st.log_end,
+            });
+        }
+        self.truncate_fully(offset).await
+    }
+
+    /// See `truncate_fully_and_start_at`. Caller holds the write lock. A failure leaves the
+    /// files and the state apart: the log is then unusable until reopened (recovery).
     async fn truncate_fully(&self, offset: i64) -> Result<(), LogError> {
+        let result = self.restart_files_at(offset).await;
+        if let Err(e) = &result {
+            self.state.borrow_mut().unusable = Some(format!("truncation failed: {e}"));
+        }
+        result
+    }
+
+    async fn restart_files_at(&self, offset: i64) -> Result<(), LogError> {
         let removed: Vec<i64> = self.state.borrow().segments.keys().copied().collect();
         remove_segments(&self.dir, removed.into_iter()).await?;
+        sync_dir(&self.dir).await?;
+        // Every snapshot describes the data just removed.
+        self.remove_snapshots_after(-1)?;
+        // Held until the state below is swapped in, so a concurrent flush cannot write the
+        // old offsets over these (an old recovery point above `offset` would fail the next
+        // open).
+        let _checkpoints = self.checkpoint_permit().await?;
+        let empty_epochs = LeaderEpochCache::default().to_checkpoint().into_bytes();
+        for (name, bytes) in [
+            (leader_epoch::FILE_NAME, empty_epochs),
+            (
+                checkpoint::RECOVERY_POINT_FILE,
+                checkpoint::offset_text(offset),
+            ),
+            (
+                checkpoint::HIGH_WATERMARK_FILE,
+                checkpoint::offset_text(offset),
+            ),
+            (checkpoint::LOG_START_FILE, checkpoint::offset_text(offset)),
+        ] {
+            checkpoint::write_atomic(&self.dir.join(name), bytes).await?;
+        }
         let path = segment::file_path(&self.dir, offset, segment::LOG_SUFFIX);
         let file = Rc::new(SegmentFile::open(path, true).await?);
+        sync_dir(&self.dir).await?;
         {
             let mut st = self.state.borrow_mut();
             st.segments.clear();
@@ -217,12 +280,12 @@ impl PartitionLog {
             st.next_offset = offset;
             st.high_watermark = offset;
             st.recovery_point = offset;
-            st.epochs = Default::default();
+            st.epochs = LeaderEpochCache::default();
             st.producers = Default::default();
             st.generation += 1;
         }
-        // Every snapshot describes the data just removed.
-        self.remove_snapshots_after(-1)?;
-        self.write_checkpoints(&Checkpoint::ALL).await
+        // Appends staged meanwhile took offsets of the old log.
+        self.fail_staged("the log was emptied and restarted; retry");
+        Ok(())
     }
 }
