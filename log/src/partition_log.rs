@@ -984,7 +984,7 @@ impl PartitionLog {
                     None => size,
                 }
             };
-            let byte_limit = position + max_bytes as u64;
+            let byte_limit = position.saturating_add(max_bytes as u64);
             let end = if byte_limit >= offset_limit {
                 offset_limit
             } else {

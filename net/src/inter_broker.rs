@@ -1,7 +1,7 @@
 //! The Kafka client followers use to reach their leaders (`spate_shard::replication`'s
 //! [`LeaderLink`]): one TCP connection per fetcher, opened on first use and again after any
-//! failure, speaking Fetch v15 (the follower's id in `replica_state`) and
-//! OffsetForLeaderEpoch v4 with kafka-protocol's codecs. One request at a time, as a
+//! failure, speaking Fetch v15 (the follower's id in `replica_state`),
+//! OffsetForLeaderEpoch v4 and ListOffsets v7 with kafka-protocol's codecs. One request at a time, as a
 //! fetcher sends them.
 
 use std::cell::{Cell, RefCell};
@@ -15,18 +15,19 @@ use futures_lite::AsyncWriteExt;
 use futures_util::future::{FutureExt, LocalBoxFuture};
 use glommio::net::TcpStream;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, OffsetForLeaderEpochRequest, RequestHeader, ResponseHeader,
-    TopicName,
+    ApiKey, BrokerId, FetchRequest, ListOffsetsRequest, OffsetForLeaderEpochRequest, RequestHeader,
+    ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use kafka_protocol::ResponseError;
 use spate_shard::replication::{
     BrokerEndpoint, EpochEnd, EpochQuery, FetchedPartition, LeaderConnector, LeaderLink, LinkError,
-    ReplicaFetch,
+    OffsetQuery, ReplicaFetch,
 };
 use uuid::Uuid;
 
@@ -36,6 +37,8 @@ use crate::frame::read_frame;
 const FETCH_VERSION: i16 = 15;
 /// OffsetForLeaderEpoch v4: flexible, with `replica_id`.
 const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 4;
+/// ListOffsets v7: flexible, with `current_leader_epoch` (what Kafka 3.x followers send).
+const LIST_OFFSETS_VERSION: i16 = 7;
 /// "Unknown broker epoch" in `replica_state` (Spate's leaders do not check it).
 const NO_BROKER_EPOCH: i64 = -1;
 /// The client id followers send: Kafka's fetchers name themselves like this.
@@ -220,6 +223,43 @@ impl LeaderLink for InterBrokerLink {
         }
         .boxed_local()
     }
+
+    fn list_offset(
+        &self,
+        replica_id: i32,
+        query: OffsetQuery,
+    ) -> LocalBoxFuture<'_, Result<Result<i64, ResponseError>, LinkError>> {
+        async move {
+            let wire = list_offsets_request(replica_id, &query);
+            let response = self
+                .call(&wire, LIST_OFFSETS_VERSION, Duration::ZERO)
+                .await?;
+            let answer = response
+                .topics
+                .into_iter()
+                .filter(|t| t.name.0.as_str() == query.topic)
+                .flat_map(|t| t.partitions)
+                .find(|p| p.partition_index == query.partition)
+                .ok_or_else(|| self.error("ListOffsets answered without the partition"))?;
+            Ok(match ResponseError::try_from_code(answer.error_code) {
+                Some(e) => Err(e),
+                None => Ok(answer.offset),
+            })
+        }
+        .boxed_local()
+    }
+}
+
+fn list_offsets_request(replica_id: i32, query: &OffsetQuery) -> ListOffsetsRequest {
+    let partition = ListOffsetsPartition::default()
+        .with_partition_index(query.partition)
+        .with_current_leader_epoch(query.current_leader_epoch)
+        .with_timestamp(query.timestamp);
+    ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(replica_id))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(query.topic.clone())))
+            .with_partitions(vec![partition])])
 }
 
 fn fetch_request(request: &ReplicaFetch) -> FetchRequest {

@@ -28,7 +28,8 @@ use spate_shard::controller::image::PartitionAssignment;
 use spate_shard::controller::node::ClusterNode;
 use spate_shard::controller::settings::{BrokerSettings, ClusterSettings, ControllerSettings};
 use spate_shard::replication::{
-    BrokerEndpoint, EpochQuery, FetchPartition as ReplicaPartition, LeaderLink, ReplicaFetch,
+    BrokerEndpoint, EpochQuery, FetchPartition as ReplicaPartition, LeaderLink, OffsetQuery,
+    ReplicaFetch, EARLIEST, LATEST,
 };
 use spate_shard::{NewReplicas, NewTopic};
 use uuid::Uuid;
@@ -282,9 +283,32 @@ fn a_follower_fetches_to_the_log_end_and_moves_the_high_watermark() {
                 leader_epoch: EPOCH,
             };
             let epochs = link.epoch_end_offsets(FOLLOWER, vec![query]).await.unwrap();
-            (first, second, stale, epochs)
+            let list = |timestamp, current_leader_epoch| OffsetQuery {
+                topic: TOPIC.into(),
+                partition: 0,
+                current_leader_epoch,
+                timestamp,
+            };
+            let listed = [
+                link.list_offset(FOLLOWER, list(EARLIEST, EPOCH))
+                    .await
+                    .unwrap(),
+                link.list_offset(FOLLOWER, list(LATEST, EPOCH))
+                    .await
+                    .unwrap(),
+                link.list_offset(FOLLOWER, list(LATEST, EPOCH - 1))
+                    .await
+                    .unwrap(),
+            ];
+            (first, second, stale, (epochs, listed))
         }
     });
+    let (epochs, listed) = epochs;
+    assert_eq!(
+        listed,
+        [Ok(0), Ok(3), Err(ResponseError::FencedLeaderEpoch)],
+        "log start, high watermark, stale epoch"
+    );
     assert_eq!(first.error, None);
     assert_eq!(record_count(&first.records), 3, "up to the log end");
     assert_eq!(first.high_watermark, 0);

@@ -512,7 +512,7 @@ impl Partition {
         leader_log_start: i64,
     ) -> Result<(), LogError> {
         if !records.is_empty() {
-            self.log.append_as_follower(records).await?;
+            self.append_as_follower(records).await?;
         }
         self.follow_high_watermark(leader_high_watermark);
         let start = leader_log_start.min(self.log.high_watermark());
@@ -528,6 +528,50 @@ impl Partition {
         self.log.truncate_to(offset).await?;
         self.appended.notify_all();
         Ok(())
+    }
+
+    /// Appends the leader's batches. An empty log restarted at the leader's log start may
+    /// get a first batch that begins before it (DeleteRecords moved the leader's start into
+    /// a batch): the log then restarts at that batch's base offset and takes it, as Kafka's
+    /// follower does; the leader's log start reaches it right after.
+    async fn append_as_follower(&self, records: BytesMut) -> Result<(), LogError> {
+        let log = &self.log;
+        let end = log.log_end_offset();
+        let straddling = record_batch::BatchHeader::parse(&records)
+            .ok()
+            .filter(|h| h.base_offset < end && h.last_offset() >= end)
+            .filter(|_| end == log.log_start_offset());
+        if let Some(first) = straddling {
+            tracing::info!(
+                "{}-{}: the first batch fetched starts at {}, before the log start {end}; \
+                 restarting the log there",
+                self.topic,
+                self.index,
+                first.base_offset
+            );
+            log.truncate_fully_and_start_at(first.base_offset).await?;
+        }
+        log.append_as_follower(records).await.map(|_| ())
+    }
+
+    /// A follower behind its leader's log start empties its log and restarts it there
+    /// (Kafka's `truncateFullyAndStartAt`).
+    pub(crate) async fn restart_at(&self, leader_log_start: i64) -> Result<(), LogError> {
+        self.log
+            .truncate_fully_and_start_at(leader_log_start)
+            .await?;
+        self.appended.notify_all();
+        Ok(())
+    }
+
+    /// DeleteRecords: moves the log start to `offset` (at most the high watermark). Only
+    /// the leader takes it, as in Kafka; followers follow the leader's log start.
+    pub async fn delete_records(&self, offset: i64) -> Result<i64, ResponseError> {
+        self.check_leader(NO_EPOCH_CHECK)?;
+        self.log
+            .delete_before(offset)
+            .await
+            .map_err(|e| e.kafka_error())
     }
 
     fn follow_high_watermark(&self, leader_high_watermark: i64) {

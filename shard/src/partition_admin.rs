@@ -1,6 +1,7 @@
 //! Admin operations on existing topics and partitions.
 //!
-//! - On each partition's owner shard ([`PartitionQuery`]): DeleteRecords moves the log start,
+//! - On each partition's owner shard ([`PartitionQuery`]): DeleteRecords moves the log start
+//!   (leader only: NOT_LEADER_OR_FOLLOWER on a follower),
 //!   OffsetForLeaderEpoch reads the leader-epoch cache, DescribeProducers the producer
 //!   state, DescribeLogDirs the partition's size.
 //! - Through the controller ([`TopicChange`]): CreatePartitions adds partitions, the config
@@ -106,10 +107,9 @@ impl Shard {
                         HIGH_WATERMARK => log.high_watermark(),
                         offset => offset,
                     };
-                    log.delete_before(offset)
+                    p.delete_records(offset)
                         .await
                         .map(PartitionAnswer::LowWatermark)
-                        .map_err(|e| e.kafka_error())
                 }
                 PartitionOp::EpochEndOffset(epoch) => {
                     p.check_leader(NO_EPOCH_CHECK).map(|leader_epoch| {

@@ -3,7 +3,8 @@
 //! A partition starts in "truncating": the fetcher first asks the leader where the
 //! partition's latest local epoch ends (OffsetForLeaderEpoch) and cuts the diverged tail;
 //! then it fetches from its log end, appends what comes back as the leader stored it, and
-//! takes the leader's high watermark (capped at its own log end).
+//! takes the leader's high watermark (capped at its own log end). A fetch offset the
+//! leader refuses as out of range is resolved as Kafka does (see `out_of_range`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -15,7 +16,8 @@ use spate_log::LogError;
 
 use super::follower::{truncation, Truncation};
 use super::link::{
-    BrokerEndpoint, EpochQuery, FetchPartition, LeaderLink, LinkError, ReplicaFetch,
+    BrokerEndpoint, EpochQuery, FetchPartition, LeaderLink, LinkError, OffsetQuery, ReplicaFetch,
+    EARLIEST, LATEST,
 };
 use super::{PartitionKey, Replication};
 use crate::notify::Notify;
@@ -281,6 +283,104 @@ impl Fetcher {
         Some(Ok(true))
     }
 
+    /// The leader refused our fetch offset (Kafka's `handleOutOfRangeError` /
+    /// `fetchOffsetAndTruncate`). Past the leader's log end (an unclean election, or a
+    /// leader that lost its tail): truncate to it. Below the leader's log start (we were
+    /// away while its retention or DeleteRecords removed what we would fetch next): empty
+    /// the log and restart it at the leader's log start. Otherwise (the leader moved
+    /// meanwhile) fetch again from our log end. `None`: the fetcher stopped.
+    async fn out_of_range(
+        &self,
+        r: &Replication,
+        key: &PartitionKey,
+        p: &Rc<Partition>,
+        epoch: i32,
+        fetch_offset: i64,
+    ) -> Option<()> {
+        let backoff = Duration::from_millis(r.config().replica_fetch_backoff_ms);
+        let Some(leader_end) = self
+            .leader_offset(r, key, p, epoch, fetch_offset, LATEST)
+            .await?
+        else {
+            return Some(());
+        };
+        if leader_end < fetch_offset {
+            tracing::warn!(
+                "{}-{}: offset {fetch_offset} is past broker {}'s end {leader_end}; truncating",
+                key.0,
+                key.1,
+                self.leader.node_id
+            );
+            if let Err(e) = p.truncate(leader_end).await {
+                tracing::error!("{}-{}: truncation failed: {e}", key.0, key.1);
+                self.back_off(key, epoch, backoff);
+            }
+            return Some(());
+        }
+        let Some(leader_start) = self
+            .leader_offset(r, key, p, epoch, fetch_offset, EARLIEST)
+            .await?
+        else {
+            return Some(());
+        };
+        if leader_start > fetch_offset {
+            tracing::warn!(
+                "{}-{}: offset {fetch_offset} is below broker {}'s log start {leader_start}; \
+                 emptying the log to restart there",
+                key.0,
+                key.1,
+                self.leader.node_id
+            );
+            if let Err(e) = p.restart_at(leader_start).await {
+                tracing::error!("{}-{}: emptying the log failed: {e}", key.0, key.1);
+                self.back_off(key, epoch, backoff);
+            }
+        } else {
+            self.back_off(key, epoch, backoff);
+        }
+        Some(())
+    }
+
+    /// One ListOffsets answer for an out-of-range partition: `Some(None)` when it failed
+    /// (the partition backs off) or the partition changed meanwhile; `None`: stopped.
+    async fn leader_offset(
+        &self,
+        r: &Replication,
+        key: &PartitionKey,
+        p: &Rc<Partition>,
+        epoch: i32,
+        fetch_offset: i64,
+        timestamp: i64,
+    ) -> Option<Option<i64>> {
+        let query = OffsetQuery {
+            topic: key.0.clone(),
+            partition: key.1,
+            current_leader_epoch: epoch,
+            timestamp,
+        };
+        let answer = self
+            .or_stop(self.link.list_offset(r.node_id(), query))
+            .await?;
+        if !self.current(key, epoch) || p.log.log_end_offset() != fetch_offset {
+            return Some(None); // changed meanwhile: the next round sees the new state
+        }
+        let error = match answer {
+            Ok(Ok(offset)) if offset >= 0 => return Some(Some(offset)),
+            Ok(Ok(offset)) => format!("no offset listed ({offset})"),
+            Ok(Err(e)) => format!("{e:?}"),
+            Err(e) => e.to_string(),
+        };
+        tracing::info!(
+            "{}-{}: ListOffsets from broker {}: {error}; retrying",
+            key.0,
+            key.1,
+            self.leader.node_id
+        );
+        let backoff = Duration::from_millis(r.config().replica_fetch_backoff_ms);
+        self.back_off(key, epoch, backoff);
+        Some(None)
+    }
+
     /// One Fetch for the partitions being fetched. `Ok(false)`: none is due.
     async fn fetch_round(&self, r: &Replication) -> Option<Result<bool, LinkError>> {
         let config = r.config();
@@ -345,17 +445,7 @@ impl Fetcher {
                     }
                 },
                 Some(ResponseError::OffsetOutOfRange) => {
-                    tracing::info!(
-                        "{}-{}: offset {} out of range on broker {}; checking for divergence",
-                        key.0,
-                        key.1,
-                        offsets[i],
-                        self.leader.node_id
-                    );
-                    self.update(key, *epoch, |f| {
-                        f.truncating = true;
-                        f.retry_at = Some(Instant::now() + backoff);
-                    });
+                    self.out_of_range(r, key, p, *epoch, offsets[i]).await?
                 }
                 // NOT_LEADER_OR_FOLLOWER, FENCED/UNKNOWN_LEADER_EPOCH, unknown topic: one
                 // of us has stale metadata; wait for the next assignment or retry.

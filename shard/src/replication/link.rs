@@ -73,6 +73,16 @@ pub trait LeaderLink {
         replica_id: i32,
         queries: Vec<EpochQuery>,
     ) -> LocalBoxFuture<'_, Result<Vec<EpochEnd>, LinkError>>;
+
+    /// ListOffsets for one partition: the offset the leader lists for `query.timestamp`
+    /// ([`EARLIEST`] or [`LATEST`]; Kafka's `fetchEarliestOffset` / `fetchLatestOffset`).
+    /// A follower whose fetch offset is out of range asks both to tell "past the leader's
+    /// log end" (truncate) from "behind the leader's log start" (restart there).
+    fn list_offset(
+        &self,
+        replica_id: i32,
+        query: OffsetQuery,
+    ) -> LocalBoxFuture<'_, Result<Result<i64, ResponseError>, LinkError>>;
 }
 
 /// A follower's Fetch (Kafka's field names).
@@ -126,4 +136,21 @@ pub struct EpochEnd {
     /// The largest epoch at or below the asked one on the leader and where it ends; `None`
     /// is Kafka's UNDEFINED_EPOCH (the leader has no such epoch).
     pub end: Option<(i32, i64)>,
+}
+
+/// ListOffsets' timestamp for the log start.
+pub const EARLIEST: i64 = -2;
+/// ListOffsets' timestamp for the end: Kafka lists a follower the log end; Spate's leaders
+/// list everyone the high watermark, so a follower's cut there is conservative (it
+/// fetches again what lies between).
+pub const LATEST: i64 = -1;
+
+/// One partition of a follower's ListOffsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetQuery {
+    pub topic: String,
+    pub partition: i32,
+    pub current_leader_epoch: i32,
+    /// [`EARLIEST`] or [`LATEST`].
+    pub timestamp: i64,
 }

@@ -32,7 +32,7 @@ use spate_log::Clock;
 
 pub use link::{
     AlterIsr, BrokerEndpoint, EpochEnd, EpochQuery, FetchPartition, FetchedPartition, IsrUpdater,
-    LeaderConnector, LeaderLink, LinkError, ReplicaFetch,
+    LeaderConnector, LeaderLink, LinkError, OffsetQuery, ReplicaFetch, EARLIEST, LATEST,
 };
 
 use crate::controller::image::PartitionAssignment;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use futures_util::future::{FutureExt, LocalBoxFuture};
 use kafka_protocol::ResponseError;
-use spate_core::record_batch::build_batch;
+use spate_core::record_batch::{self, build_batch};
 use spate_log::{Clock, LogConfig, ManualClock, PartitionLog};
 use uuid::Uuid;
 
@@ -120,6 +120,24 @@ impl LeaderLink for MemoryLink {
                     }
                 })
                 .collect())
+        }
+        .boxed_local()
+    }
+
+    fn list_offset(
+        &self,
+        _replica_id: i32,
+        query: OffsetQuery,
+    ) -> LocalBoxFuture<'_, Result<Result<i64, ResponseError>, LinkError>> {
+        async move {
+            if self.cut.get() {
+                return Err(LinkError("cut".into()));
+            }
+            let listed = self
+                .leader
+                .list_offset(query.timestamp, query.current_leader_epoch)
+                .await;
+            Ok(listed.map(|l| l.map_or(-1, |l| l.offset)))
         }
         .boxed_local()
     }
@@ -535,6 +553,127 @@ fn a_leader_change_ends_acks_all_waits_and_the_follower_takes_over() {
             follower.check_leader(1),
             Err(ResponseError::FencedLeaderEpoch)
         );
+        pair.follower_replication.close().await;
+    });
+}
+
+/// A batch as a leader stored it, at `base` with no leader epoch.
+fn stored_batch(base: i64, values: &[&str]) -> BytesMut {
+    let mut b = batch(values);
+    record_batch::set_base_offset(&mut b, base);
+    b
+}
+
+#[test]
+fn a_follower_behind_the_leaders_log_start_restarts_there_and_converges() {
+    run(async {
+        let pair = pair(&assignment(&[LEADER], 1, 1)).await;
+        let (leader, follower) = (&pair.leader, &pair.follower);
+        leader
+            .produce(batch(&["a", "b"]), ACKS_LEADER, LONG)
+            .await
+            .unwrap();
+        pair.link.cut.set(false);
+        until("the follower joins the ISR", || {
+            leader.isr() == vec![LEADER, FOLLOWER]
+        })
+        .await;
+        assert_eq!(follower.log.log_end_offset(), 2);
+        // It goes away and the controller drops it from the ISR.
+        pair.link.cut.set(true);
+        leader.set_assignment(&assignment(&[LEADER], 1, 10), None);
+        for i in 0..5 {
+            let values = [format!("v{i}"), format!("w{i}")];
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            leader
+                .produce(batch(&values), ACKS_LEADER, LONG)
+                .await
+                .unwrap();
+        }
+        assert_eq!(leader.log.high_watermark(), 12);
+        // DeleteRecords moves the leader's start past the follower's end, into the batch
+        // 6..=7; the follower cannot refuse it, being away.
+        assert_eq!(leader.delete_records(7).await, Ok(7));
+        pair.link.cut.set(false);
+        until("the follower converges", || {
+            follower.log.log_end_offset() == 12 && follower.log.log_start_offset() == 7
+        })
+        .await;
+        assert_eq!(contents(leader).await, contents(follower).await);
+        assert_eq!(follower.log.latest_epoch(), Some(1));
+        // And keeps following.
+        leader
+            .produce(batch(&["x"]), ACKS_LEADER, LONG)
+            .await
+            .unwrap();
+        until("the next record", || follower.log.log_end_offset() == 13).await;
+        assert_eq!(contents(leader).await, contents(follower).await);
+        until("the follower learns the high watermark", || {
+            follower.log.high_watermark() == 13
+        })
+        .await;
+        pair.follower_replication.close().await;
+    });
+}
+
+#[test]
+fn a_follower_past_the_leaders_end_truncates_to_it() {
+    run(async {
+        let pair = pair(&assignment(&[LEADER], 1, 1)).await;
+        let (leader, follower) = (&pair.leader, &pair.follower);
+        // Batches without leader epochs: no OffsetForLeaderEpoch can find the divergence,
+        // so the first fetch is out of range and ListOffsets settles it.
+        let common = stored_batch(0, &["a", "b"]);
+        leader.log.append_as_follower(common.clone()).await.unwrap();
+        leader.set_assignment(&assignment(&[LEADER], 1, 2), None);
+        assert_eq!(leader.log.high_watermark(), 2);
+        follower.log.append_as_follower(common).await.unwrap();
+        follower
+            .log
+            .append_as_follower(stored_batch(2, &["c", "d", "e"]))
+            .await
+            .unwrap();
+        pair.link.cut.set(false);
+        until("the follower truncates", || {
+            follower.log.log_end_offset() == 2
+        })
+        .await;
+        assert_eq!(contents(leader).await, contents(follower).await);
+        leader
+            .produce(batch(&["f"]), ACKS_LEADER, LONG)
+            .await
+            .unwrap();
+        until("the follower fetches on", || {
+            follower.log.log_end_offset() == 3
+        })
+        .await;
+        assert_eq!(contents(leader).await, contents(follower).await);
+        pair.follower_replication.close().await;
+    });
+}
+
+#[test]
+fn delete_records_is_for_the_leader_only() {
+    run(async {
+        let pair = pair(&assignment(&[LEADER, FOLLOWER], 1, 1)).await;
+        let (leader, follower) = (&pair.leader, &pair.follower);
+        pair.link.cut.set(false);
+        leader
+            .produce(batch(&["a", "b", "c"]), ACKS_ALL, LONG)
+            .await
+            .unwrap();
+        until("the follower has it", || follower.log.high_watermark() == 3).await;
+        assert_eq!(
+            follower.delete_records(2).await,
+            Err(ResponseError::NotLeaderOrFollower)
+        );
+        assert_eq!(follower.log.log_start_offset(), 0);
+        assert_eq!(
+            leader.delete_records(4).await,
+            Err(ResponseError::OffsetOutOfRange),
+            "past the high watermark"
+        );
+        assert_eq!(leader.delete_records(2).await, Ok(2));
         pair.follower_replication.close().await;
     });
 }
