@@ -18,6 +18,9 @@ enum Op {
     Truncate(f64),
     /// DeleteRecords at this fraction of [log start, log end].
     DeleteBefore(f64),
+    /// Empty the log and restart it at this fraction of twice the log end (a follower
+    /// behind its leader's start; below the start too).
+    TruncateFully(f64),
     Flush,
     Restart,
     Crash,
@@ -28,6 +31,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => prop::collection::vec((1usize..3, 1usize..4, 1usize..120), 1..4).prop_map(Op::Append),
         1 => (0.0f64..1.0).prop_map(Op::Truncate),
         1 => (0.0f64..1.0).prop_map(Op::DeleteBefore),
+        1 => (0.0f64..2.0).prop_map(Op::TruncateFully),
         1 => Just(Op::Flush),
         1 => Just(Op::Restart),
         1 => Just(Op::Crash),
@@ -114,6 +118,15 @@ fn run_ops(ops: Vec<Op>, segment_bytes: u64) {
                     let start = log.delete_before(offset).await.unwrap();
                     model.start = model.start.max(offset);
                     assert_eq!(start, model.start);
+                }
+                Op::TruncateFully(frac) => {
+                    let offset = (model.end() as f64 * frac) as i64;
+                    log.truncate_fully_and_start_at(offset).await.unwrap();
+                    model = Model {
+                        batches: Vec::new(),
+                        start: offset,
+                    };
+                    assert_eq!(log.high_watermark(), offset);
                 }
                 Op::Flush => log.flush().await.unwrap(),
                 Op::Restart => {
