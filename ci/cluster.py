@@ -357,7 +357,9 @@ class Cluster:
             raise ValueError("a cluster needs at least one broker (--brokers or --combined)")
         self.standalone = brokers == 1 and controllers == 0 and combined == 0
         if controllers + combined == 0 and not self.standalone:
-            raise ValueError("several brokers need a controller quorum (--controllers or --combined)")
+            raise ValueError(
+                "several brokers need a controller quorum (--controllers or --combined)"
+            )
         if proxied and (combined or self.standalone):
             raise ValueError("proxied clusters need controller-only and broker-only nodes")
         self.root = Path(root)
@@ -732,8 +734,12 @@ def main(argv=None) -> int:
         "--set", type=parse_setting, action="append", default=[], metavar="KEY=VALUE",
         help="a profile key for every node (repeatable)",
     )
-    parser.add_argument("--dir", type=Path, help="profiles, data and logs (default: a new temp dir)")
-    parser.add_argument("--binary", type=Path, help="the spate binary (default: $SPATE_BIN or the debug build)")
+    parser.add_argument(
+        "--dir", type=Path, help="profiles, data and logs (default: a new temp dir)"
+    )
+    parser.add_argument(
+        "--binary", type=Path, help="the spate binary (default: $SPATE_BIN or the debug build)"
+    )
     args = parser.parse_args(argv)
 
     root = args.dir or Path(tempfile.mkdtemp(prefix="spate-cluster-"))

@@ -1,0 +1,330 @@
+"""The cluster (issue 8) with real processes and real clients: 3 controller-only nodes and 3
+broker-only nodes on 127.0.0.1 (ci/cluster.py), topics with replication factor 3 created by
+confluent-kafka's AdminClient, brokers SIGKILLed and restarted, links cut by TCP proxies.
+
+Every wait has a deadline and then asserts a state (who leads, who is in sync, what was
+acknowledged, what each replica holds on disk); nothing asserts how fast it got there."""
+
+from dataclasses import dataclass
+
+import pytest
+
+from cluster_util import (
+    NO_LEADER,
+    BackgroundProducer,
+    Cluster,
+    Kafka,
+    fully_in_sync,
+    has_leader,
+    produce,
+    produce_all,
+    read_partition,
+    replica_records,
+    wait_for,
+)
+
+# --- fixtures and helpers ---
+
+
+@pytest.fixture
+def make_cluster(request, tmp_path):
+    """Factory: `make_cluster(**Cluster kwargs)` returns a started cluster (3 controllers and
+    3 brokers unless told otherwise), stopped after the test. Node logs stay under tmp_path;
+    when the test fails the end of each is printed."""
+    clusters = []
+
+    def make(**kwargs) -> Cluster:
+        kwargs.setdefault("brokers", 3)
+        kwargs.setdefault("controllers", 3)
+        cluster = Cluster(tmp_path / f"cluster{len(clusters)}", **kwargs)
+        clusters.append(cluster)
+        cluster.start()
+        return cluster
+
+    yield make
+    failed = getattr(request.node, "call_failed", False)
+    errors = []
+    for cluster in clusters:
+        if failed:
+            print(f"--- node logs under {cluster.root}:\n{cluster.log_tails(60)}")
+        try:
+            cluster.stop()
+        except RuntimeError as e:
+            errors.append(str(e))
+    if errors and not failed:
+        pytest.fail("\n".join(errors))
+
+
+def values(tag: str, n: int = 10) -> list:
+    return [f"{tag}-{i}".encode() for i in range(n)]
+
+
+def assert_replicas_hold(cluster: Cluster, topic: str, node_ids, expected: list) -> None:
+    """Each replica's segment files on disk hold exactly `expected`, at offsets 0, 1, ..."""
+    for node_id in node_ids:
+        held = replica_records(cluster.node(node_id).data_dir, topic, 0)
+        assert held == list(enumerate(expected)), (
+            f"broker {node_id} holds {[v for _, v in held]}, expected {expected}"
+        )
+
+
+def assert_partition_serves(cluster: Cluster, topic: str, expected: list) -> None:
+    records = read_partition(cluster.bootstrap, topic, 0)
+    assert records == list(enumerate(expected)), (
+        f"partition serves {[v for _, v in records]}, expected {expected}"
+    )
+
+
+@dataclass
+class AllDown:
+    """The classic scenario's state once every broker is down."""
+
+    topic: str
+    leader: int
+    follower1: int
+    follower2: int
+    a: list
+    b: list
+    c: list
+
+    def brokers(self) -> list:
+        return [self.leader, self.follower1, self.follower2]
+
+
+def take_every_broker_down(cluster: Cluster, kafka: Kafka, unclean: bool) -> AllDown:
+    """RF 3 with min.insync.replicas=1 (so the shrinking ISR keeps acknowledging): produce A,
+    kill follower 2, produce B, kill follower 1, produce C, kill the leader. Each batch is
+    produced once the controller has taken the killed broker out of the ISR. Then follower 2
+    holds [A], follower 1 [A, B] and the leader [A, B, C], which is checked on disk."""
+    topic = kafka.create_topic(
+        1, config={"unclean.leader.election.enable": unclean, "min.insync.replicas": 1}
+    )
+    start = kafka.wait_full_isr(topic)
+    leader = start.leader
+    follower1, follower2 = start.followers()
+    a, b, c = values("A"), values("B"), values("C")
+
+    produce_all(cluster.bootstrap, topic, a)
+    cluster.node(follower2).kill()
+    state = kafka.wait_partition(
+        topic, 0, f"ISR without {follower2}", lambda s: follower2 not in s.isr
+    )
+    assert state.leader == leader, f"leadership moved when a follower died: {state}"
+    produce_all(cluster.bootstrap, topic, b)
+    cluster.node(follower1).kill()
+    state = kafka.wait_partition(topic, 0, f"ISR of {leader} alone", lambda s: s.isr == (leader,))
+    assert state.leader == leader, f"leadership moved when a follower died: {state}"
+    produce_all(cluster.bootstrap, topic, c)
+    cluster.node(leader).kill()
+
+    assert_replicas_hold(cluster, topic, [follower2], a)
+    assert_replicas_hold(cluster, topic, [follower1], a + b)
+    assert_replicas_hold(cluster, topic, [leader], a + b + c)
+    return AllDown(topic, leader, follower1, follower2, a, b, c)
+
+
+def restart_broker(cluster: Cluster, node_id: int) -> None:
+    cluster.node(node_id).start()
+    cluster.wait_brokers_listed([node_id])
+
+
+# --- no acknowledged loss under crashes ---
+
+CRASH_ROUNDS = 6
+PARTITIONS = 6
+# Acknowledgements that must arrive while a broker is down: the cluster stays writable.
+ACKS_WHILE_DOWN = 200
+
+
+def test_no_acknowledged_message_is_lost_while_brokers_crash_one_at_a_time(make_cluster):
+    cluster = make_cluster()
+    kafka = Kafka(cluster)
+    topic = kafka.create_topic(PARTITIONS, config={"min.insync.replicas": 2})
+    kafka.wait_full_isr(topic, PARTITIONS)
+    producer = BackgroundProducer(cluster.bootstrap, topic).start()
+    try:
+        for round_ in range(CRASH_ROUNDS):
+            victim = cluster.brokers[round_ % len(cluster.brokers)]
+            victim.kill()
+            # The controller fences it: every partition led by a live broker, ISR without it.
+            kafka.wait_partitions(
+                topic,
+                PARTITIONS,
+                f"broker {victim.node_id} fenced out of leadership and ISR",
+                lambda s: s.leader not in (NO_LEADER, victim.node_id)
+                and victim.node_id not in s.isr,
+            )
+            before = producer.acked_count()
+            wait_for(
+                f"round {round_}: {ACKS_WHILE_DOWN} acknowledgements with broker "
+                f"{victim.node_id} down",
+                producer.acked_count,
+                lambda n: n >= before + ACKS_WHILE_DOWN,
+                cluster,
+            )
+            restart_broker(cluster, victim.node_id)
+            kafka.wait_full_isr(topic, PARTITIONS)
+    except BaseException:
+        producer.abandon()
+        raise
+    missing = producer.finish()
+    assert missing == 0, f"{missing} delivery reports never came"
+    acked = producer.acked
+    print(f"\n{producer.sent} produced, {len(acked)} acknowledged, {len(producer.errors)} failed")
+
+    kafka.wait_full_isr(topic, PARTITIONS)
+    served = {p: read_partition(cluster.bootstrap, topic, p) for p in range(PARTITIONS)}
+    at = {(p, offset): value for p, records in served.items() for offset, value in records}
+    lost = [(v, place) for v, place in acked.items() if at.get(place) != v]
+    assert not lost, f"{len(lost)} acknowledged messages not served where acknowledged: {lost[:5]}"
+
+    # Every replica holds what the leader serves (below the high watermark).
+    cluster.stop()
+    for p, records in served.items():
+        for broker in cluster.brokers:
+            held = replica_records(broker.data_dir, topic, p)
+            assert held[: len(records)] == records, (
+                f"partition {p}: broker {broker.node_id} holds a different log"
+            )
+
+
+# --- the classic "all brokers go down" case ---
+
+
+def test_all_brokers_down_without_unclean_election_waits_for_the_last_leader(make_cluster):
+    cluster = make_cluster()
+    kafka = Kafka(cluster)
+    down = take_every_broker_down(cluster, kafka, unclean=False)
+
+    # Former followers come back first: once the last leader is fenced no replica that is
+    # in sync is alive, so none leads.
+    for follower in (down.follower2, down.follower1):
+        restart_broker(cluster, follower)
+        state = kafka.wait_partition(
+            down.topic,
+            0,
+            f"broker {follower} back and the last leader {down.leader} fenced",
+            lambda s: follower in s.brokers and down.leader not in s.brokers,
+        )
+        assert state.leader == NO_LEADER, f"out-of-sync broker {follower} was elected: {state}"
+        acked, failed = produce(cluster.bootstrap, down.topic, [b"X"], timeout_s=10)
+        assert not acked and failed, "a partition without a leader acknowledged a write"
+
+    restart_broker(cluster, down.leader)
+    kafka.wait_partition(down.topic, 0, f"led by {down.leader}", lambda s: s.leader == down.leader)
+    kafka.wait_full_isr(down.topic)
+    everything = down.a + down.b + down.c
+    assert_partition_serves(cluster, down.topic, everything)
+    cluster.stop()
+    assert_replicas_hold(cluster, down.topic, down.brokers(), everything)
+
+
+def test_all_brokers_down_with_unclean_election_elects_a_stale_follower(make_cluster):
+    cluster = make_cluster()
+    kafka = Kafka(cluster)
+    down = take_every_broker_down(cluster, kafka, unclean=True)
+
+    restart_broker(cluster, down.follower2)
+    kafka.wait_partition(
+        down.topic, 0, f"led by follower 2 ({down.follower2})", lambda s: s.leader == down.follower2
+    )
+    d = values("D")
+    produce_all(cluster.bootstrap, down.topic, d)
+
+    restart_broker(cluster, down.follower1)
+    restart_broker(cluster, down.leader)
+    kafka.wait_full_isr(down.topic)
+    # B and C were only on replicas that were out of sync when follower 2 took over.
+    assert_partition_serves(cluster, down.topic, down.a + d)
+    cluster.stop()
+    assert_replicas_hold(cluster, down.topic, down.brokers(), down.a + d)
+
+
+# --- controller failover ---
+
+
+FAILOVERS = 2
+
+
+def test_another_controller_takes_over_and_topics_and_leaders_keep_working(make_cluster):
+    """The active controller (the one every controller names) is SIGKILLed, twice; another
+    takes over, a topic is created and a partition leader is killed: the new active
+    controller must create the topic and elect a new leader."""
+    cluster = make_cluster()
+    kafka = Kafka(cluster)
+    for _ in range(FAILOVERS):
+        active = wait_for(
+            "an active controller", cluster.active_controller, lambda c: c is not None, cluster
+        )
+        cluster.node(active).kill()
+        wait_for(
+            f"a controller taking over from {active}",
+            cluster.active_controller,
+            lambda c: c is not None,
+            cluster,
+        )
+        topic = kafka.create_topic(3)
+        old = kafka.wait_partition(topic, 0, "a leader", has_leader).leader
+        cluster.node(old).kill()
+        state = kafka.wait_partition(
+            topic, 0, f"a leader other than {old}", lambda s: s.leader not in (NO_LEADER, old)
+        )
+        assert old not in state.isr, f"dead broker {old} still in sync: {state}"
+        produce_all(cluster.bootstrap, topic, values("after-failover"))
+        restart_broker(cluster, old)
+        cluster.node(active).start()
+
+
+# --- isolation ---
+
+
+def test_isolated_leader_is_fenced_and_cannot_acknowledge(make_cluster):
+    """A leader cut off (TCP proxies) from the controllers and the other brokers, while this
+    test's clients still reach it alone: an acks=all write to it is not acknowledged, the
+    controller fences it and moves leadership, and when the links heal it rejoins and drops
+    the write it could not replicate."""
+    cluster = make_cluster(proxied=True)
+    kafka = Kafka(cluster)
+    net = cluster.network
+    topic = kafka.create_topic(1, config={"min.insync.replicas": 2})
+    leader = kafka.wait_full_isr(topic).leader
+    before = values("before")
+    produce_all(cluster.bootstrap, topic, before)
+    others = [b.node_id for b in cluster.brokers if b.node_id != leader]
+
+    net.isolate(leader)
+    for other in others:
+        net.cut(net.CLIENT, other)
+    acked, failed = produce(
+        cluster.bootstrap_of(leader),
+        topic,
+        [b"isolated"],
+        timeout_s=20,
+        **{"request.timeout.ms": 10000},
+    )
+    assert not acked, f"isolated leader {leader} acknowledged an acks=all write"
+    assert failed
+
+    # Watch from the rest of the cluster: the isolated broker still serves its stale view.
+    for other in others:
+        net.heal(net.CLIENT, other)
+    net.cut(net.CLIENT, leader)
+    kafka.wait_partition(
+        topic,
+        0,
+        f"leadership moved off isolated broker {leader}",
+        lambda s: s.leader in others and leader not in s.isr,
+    )
+    after = values("after")
+    produce_all(cluster.bootstrap, topic, after)
+
+    net.heal()
+    kafka.wait_partition(
+        topic,
+        0,
+        f"{leader} back in sync, following",
+        lambda s: fully_in_sync(s) and s.leader in others,
+    )
+    assert_partition_serves(cluster, topic, before + after)
+    cluster.stop()
+    assert_replicas_hold(cluster, topic, [leader] + others, before + after)
