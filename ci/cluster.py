@@ -261,6 +261,11 @@ class Node:
     def start(self, timeout: float = START_TIMEOUT_S) -> None:
         """Starts the process and waits until its listener (broker's, else controller's)
         accepts connections. Registration with the controllers is Cluster's to wait for."""
+        self.launch()
+        self.wait_listening(timeout)
+
+    def launch(self) -> None:
+        """Starts the process without waiting for it."""
         assert self.proc is None, f"{self} already running"
         cmd = [str(self.binary), "serve", "--config", str(self.config_path)]
         self.starts += 1
@@ -281,6 +286,10 @@ class Node:
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
+
+    def wait_listening(self, timeout: float = START_TIMEOUT_S) -> None:
+        """Waits until the broker listener (else the controller listener) accepts
+        connections; a broker listens once it has registered with the quorum."""
         port = self.broker_port or self.controller_port
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -451,12 +460,16 @@ class Cluster:
     # --- life cycle ---
 
     def start(self, timeout: float = START_TIMEOUT_S) -> None:
-        """Writes the profiles, starts controllers then brokers, and waits until every broker
-        lists every broker in its metadata."""
+        """Writes the profiles, starts controllers then brokers, and waits until every node
+        listens and every broker lists every broker in its metadata."""
         self.write_profiles()
         try:
+            # All at once: a combined node listens for clients only once a quorum of voters
+            # (other nodes) is up.
             for n in self.controllers + [b for b in self.brokers if not b.is_controller]:
-                n.start(timeout)
+                n.launch()
+            for n in self.nodes:
+                n.wait_listening(timeout)
             self.wait_brokers_listed(timeout=timeout)
         except BaseException:
             self.stop(raise_errors=False)
