@@ -5,6 +5,7 @@ confluent-kafka's AdminClient, brokers SIGKILLed and restarted, links cut by TCP
 Every wait has a deadline and then asserts a state (who leads, who is in sync, what was
 acknowledged, what each replica holds on disk); nothing asserts how fast it got there."""
 
+import struct
 from dataclasses import dataclass
 
 import pytest
@@ -68,6 +69,24 @@ def assert_replicas_hold(cluster: Cluster, topic: str, node_ids, expected: list)
         )
 
 
+def wait_replica_holds(cluster: Cluster, topic: str, node_ids, expected: list) -> None:
+    """Waits until each replica's segment files hold exactly `expected` (it has fetched it)."""
+
+    def held(node_id):
+        try:
+            return replica_records(cluster.node(node_id).data_dir, topic, 0)
+        except (AssertionError, IndexError, struct.error) as e:
+            return e  # a batch being written: read again
+
+    for node_id in node_ids:
+        wait_for(
+            f"broker {node_id} holding {len(expected)} records",
+            lambda: held(node_id),
+            lambda records: records == list(enumerate(expected)),
+            cluster,
+        )
+
+
 def assert_partition_serves(cluster: Cluster, topic: str, expected: list) -> None:
     records = read_partition(cluster.bootstrap, topic, 0)
     assert records == list(enumerate(expected)), (
@@ -93,9 +112,10 @@ class AllDown:
 
 def take_every_broker_down(cluster: Cluster, kafka: Kafka, unclean: bool) -> AllDown:
     """RF 3 with min.insync.replicas=1 (so the shrinking ISR keeps acknowledging): produce A,
-    kill follower 2, produce B, kill follower 1, produce C, kill the leader. Each batch is
-    produced once the controller has taken the killed broker out of the ISR. Then follower 2
-    holds [A], follower 1 [A, B] and the leader [A, B, C], which is checked on disk."""
+    kill follower 2, produce B, kill follower 1, produce C, kill the leader. A follower is
+    killed once its segment files hold what was produced so far, and the next batch is
+    produced once the controller has taken it out of the ISR. Then follower 2 holds [A],
+    follower 1 [A, B] and the leader [A, B, C], which is checked on disk."""
     topic = kafka.create_topic(
         1, config={"unclean.leader.election.enable": unclean, "min.insync.replicas": 1}
     )
@@ -105,12 +125,14 @@ def take_every_broker_down(cluster: Cluster, kafka: Kafka, unclean: bool) -> All
     a, b, c = values("A"), values("B"), values("C")
 
     produce_all(cluster.bootstrap, topic, a)
+    wait_replica_holds(cluster, topic, [follower1, follower2], a)
     cluster.node(follower2).kill()
     state = kafka.wait_partition(
         topic, 0, f"ISR without {follower2}", lambda s: follower2 not in s.isr
     )
     assert state.leader == leader, f"leadership moved when a follower died: {state}"
     produce_all(cluster.bootstrap, topic, b)
+    wait_replica_holds(cluster, topic, [follower1], a + b)
     cluster.node(follower1).kill()
     state = kafka.wait_partition(topic, 0, f"ISR of {leader} alone", lambda s: s.isr == (leader,))
     assert state.leader == leader, f"leadership moved when a follower died: {state}"
