@@ -89,13 +89,18 @@ def run_round(args, work: Path, label: str, round_: int, bootstrap: str, rf: int
     cmd = [str(args.bench), "run", str(workload), "--broker", bootstrap.split(",")[0],
            "--json", str(report), "--quiet"]
     done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0 or not report.exists():
+    # Exit 1: the run finished but some records failed (reported below); 2: no run.
+    if done.returncode not in (0, 1) or not report.exists():
         raise RuntimeError(
             f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
         )
-    produce = json.loads(report.read_text())["produce"]
+    result = json.loads(report.read_text())
+    produce = result["produce"]
+    failed = ""
+    if result["failed_msgs"]:
+        failed = f", {result['failed_msgs']} records failed: {result['errors']}"
     print(f"  {label} round {round_ + 1}: {produce['msgs_per_sec']:,.0f} msg/s, "
-          f"{produce['mb_per_sec']:.1f} MB/s", flush=True)
+          f"{produce['mb_per_sec']:.1f} MB/s{failed}", flush=True)
     return produce
 
 
