@@ -345,7 +345,7 @@ impl Partition {
                 match &mut *role {
                     Role::Leader(s) if s.assignment().leader_epoch == assignment.leader_epoch => {
                         if assignment.partition_epoch >= s.assignment().partition_epoch {
-                            s.update(assignment.clone());
+                            s.update(assignment.clone(), self.replication.now_ms());
                         }
                         false
                     }

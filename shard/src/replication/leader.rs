@@ -19,6 +19,24 @@ struct Progress {
     last_fetch_leader_end: i64,
 }
 
+impl Progress {
+    /// A replica that has not fetched from this leader yet. An ISR member gets a whole lag
+    /// window from `now_ms` before it counts as behind, as in Kafka: counting from 0 shrank
+    /// a new partition's ISR before its followers' first fetch.
+    fn unknown(assignment: &PartitionAssignment, replica: i32, now_ms: i64) -> Progress {
+        Progress {
+            log_end: -1,
+            last_caught_up_ms: if assignment.isr.contains(&replica) {
+                now_ms
+            } else {
+                0
+            },
+            last_fetch_ms: 0,
+            last_fetch_leader_end: -1,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct LeaderState {
     my_id: i32,
@@ -44,19 +62,7 @@ impl LeaderState {
             .replicas
             .iter()
             .filter(|&&r| r != my_id)
-            .map(|&r| {
-                let progress = Progress {
-                    log_end: -1,
-                    last_caught_up_ms: if assignment.isr.contains(&r) {
-                        now_ms
-                    } else {
-                        0
-                    },
-                    last_fetch_ms: 0,
-                    last_fetch_leader_end: -1,
-                };
-                (r, progress)
-            })
+            .map(|&r| (r, Progress::unknown(&assignment, r, now_ms)))
             .collect();
         LeaderState {
             my_id,
@@ -78,17 +84,14 @@ impl LeaderState {
 
     /// Takes a newer state of the same leadership (an ISR change committed by the
     /// controller). Followers keep their progress; new replicas start unknown.
-    pub fn update(&mut self, assignment: PartitionAssignment) {
+    pub fn update(&mut self, assignment: PartitionAssignment, now_ms: i64) {
         if self.pending_isr.as_ref() == Some(&assignment.isr) {
             self.pending_isr = None;
         }
         for &r in assignment.replicas.iter().filter(|&&r| r != self.my_id) {
-            self.followers.entry(r).or_insert(Progress {
-                log_end: -1,
-                last_caught_up_ms: 0,
-                last_fetch_ms: 0,
-                last_fetch_leader_end: -1,
-            });
+            self.followers
+                .entry(r)
+                .or_insert_with(|| Progress::unknown(&assignment, r, now_ms));
         }
         self.followers
             .retain(|r, _| assignment.replicas.contains(r));
@@ -224,6 +227,25 @@ mod tests {
     }
 
     #[test]
+    fn replicas_added_to_a_leadership_get_a_lag_window_from_then() {
+        // A new partition's leader starts alone, then learns its followers (epoch 0 both).
+        let alone = PartitionAssignment {
+            replicas: vec![1],
+            isr: vec![1],
+            ..assignment(&[1])
+        };
+        let mut s = LeaderState::new(1, alone, 0, 0);
+        s.update(assignment(&[1, 2, 3]), 100_000);
+        s.record_fetch(2, 0, 5, 100_100);
+        assert_eq!(
+            s.shrink_proposal(5, 104_000, 5_000),
+            None,
+            "within the window"
+        );
+        assert_eq!(s.shrink_proposal(5, 105_001, 5_000), Some(vec![1]));
+    }
+
+    #[test]
     fn a_follower_behind_for_longer_than_the_lag_time_is_proposed_out() {
         let mut s = LeaderState::new(1, assignment(&[1, 2, 3]), 10, 1_000);
         s.record_fetch(2, 10, 10, 1_000);
@@ -243,7 +265,7 @@ mod tests {
         assert_eq!(s.high_watermark(20), 10);
         let mut committed = assignment(&[1, 3]);
         committed.partition_epoch = 8;
-        s.update(committed);
+        s.update(committed, 0);
         assert_eq!(s.high_watermark(20), 20);
     }
 
