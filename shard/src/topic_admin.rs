@@ -147,12 +147,7 @@ fn check_new_topic(table: &TopicTable, new: &NewTopic) -> Result<Vec<Vec<i32>>, 
             ),
         );
     }
-    let alive: Vec<i32> = table
-        .brokers()
-        .values()
-        .filter(|b| !b.fenced)
-        .map(|b| b.node_id)
-        .collect();
+    let alive = table.alive_brokers();
     match &new.replicas {
         NewReplicas::Factor(factor) => {
             let factor = usize::try_from(*factor).unwrap_or(0);

@@ -171,6 +171,15 @@ impl TopicTable {
         self.broker(node_id).is_some_and(|b| !b.fenced)
     }
 
+    /// The node ids of the registered, unfenced brokers, ascending.
+    pub fn alive_brokers(&self) -> Vec<i32> {
+        self.brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| b.node_id)
+            .collect()
+    }
+
     pub fn cluster_id(&self) -> &str {
         &self.cluster_id
     }

@@ -98,12 +98,7 @@ pub fn coordinator_shard(group_id: &str, config: &GroupConfig, shards: usize) ->
 /// disk, unreplicated, so while the set of live brokers changes a group moves to a broker
 /// that does not have its offsets (see README: what does not work yet).
 pub fn coordinator_node(table: &TopicTable, group_id: &str, config: &GroupConfig) -> Option<i32> {
-    let alive: Vec<i32> = table
-        .brokers()
-        .values()
-        .filter(|b| !b.fenced)
-        .map(|b| b.node_id)
-        .collect();
+    let alive = table.alive_brokers();
     let partition = coordinator_partition(group_id, config.offsets_partitions);
     let turn = usize::try_from(partition).ok()? % alive.len().max(1);
     alive.get(turn).copied()
