@@ -17,6 +17,7 @@
 mod checkpoint;
 mod clock;
 mod config;
+mod deletion;
 mod error;
 mod leader_epoch;
 mod offset_index;

@@ -19,6 +19,7 @@ use spate_core::record_batch::{self, BatchHeader, BATCH_HEADER_LEN};
 use crate::checkpoint::{self, CleanShutdown};
 use crate::clock::Clock;
 use crate::config::LogConfig;
+use crate::deletion;
 use crate::error::LogError;
 use crate::leader_epoch::{self, LeaderEpochCache};
 use crate::offset_index::OffsetIndex;
@@ -238,8 +239,9 @@ fn next_bases(found: &[Found], last: i64) -> Vec<i64> {
         .collect()
 }
 
-/// The base offsets of the `.log` files in `dir`. Leftover checkpoint `.tmp` files and index
-/// files without a log are removed (debris of an interrupted write or delete).
+/// The base offsets of the `.log` files in `dir`. Leftover checkpoint `.tmp` files,
+/// `.deleted` segment files and index files without a log are removed (debris of an
+/// interrupted write or delete).
 fn list_segments(dir: &Path) -> Result<Vec<i64>, LogError> {
     let mut logs = Vec::new();
     let mut indexes = Vec::new();
@@ -247,7 +249,7 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>, LogError> {
         let entry = entry.map_err(|e| LogError::io(dir, e))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name.ends_with(checkpoint::TMP_SUFFIX) {
+        if name.ends_with(checkpoint::TMP_SUFFIX) || name.ends_with(deletion::DELETED_SUFFIX) {
             std::fs::remove_file(entry.path()).map_err(|e| LogError::io(&entry.path(), e))?;
         } else if let Some(base) = segment::parse_file_name(name, segment::LOG_SUFFIX) {
             logs.push(base);
@@ -524,16 +526,9 @@ async fn ensure(
 }
 
 /// Deletes segments' files (`.log` and indexes).
-pub(crate) async fn remove_segments(
-    dir: &Path,
-    bases: impl Iterator<Item = i64>,
-) -> Result<(), LogError> {
+async fn remove_segments(dir: &Path, bases: impl Iterator<Item = i64>) -> Result<(), LogError> {
     for base in bases {
-        for suffix in [
-            segment::LOG_SUFFIX,
-            segment::INDEX_SUFFIX,
-            segment::TIME_INDEX_SUFFIX,
-        ] {
+        for suffix in segment::SUFFIXES {
             let path = segment::file_path(dir, base, suffix);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}

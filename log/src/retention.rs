@@ -4,57 +4,70 @@
 //!
 //! Retention deletes whole segments only, oldest first, and never the active segment
 //! (Kafka's `deleteOldSegments`). A segment removed from the map stays readable through the
-//! `Rc<SegmentFile>` of any fetch still sending it; its files are unlinked at once.
+//! `Rc<SegmentFile>` of any fetch still sending it; its files are renamed to `.deleted` at
+//! once and unlinked in the background (see `deletion`). Appends wait only for the
+//! renames: the checkpoints that follow a delete are written after the write lock is
+//! released.
 
 use std::rc::Rc;
 
 use crate::checkpoint;
+use crate::deletion::{self, Removed};
 use crate::error::LogError;
 use crate::leader_epoch::{self, LeaderEpochCache};
-use crate::partition_log::{Checkpoint, PartitionLog};
-use crate::recovery::{remove_segments, sync_dir};
+use crate::partition_log::{Checkpoint, PartitionLog, State};
+use crate::recovery::sync_dir;
 use crate::segment::{self, LogSegment, SegmentFile};
+
+impl State {
+    /// How many of the oldest sealed segments retention.ms / retention.bytes expire.
+    fn expired_segments(&self, now: i64) -> usize {
+        let sealed: Vec<&LogSegment> = self.segments.values().rev().skip(1).rev().collect();
+        let mut n = 0;
+        if self.config.retention_ms >= 0 {
+            while n < sealed.len() && now - sealed[n].largest_timestamp() > self.config.retention_ms
+            {
+                n += 1;
+            }
+        }
+        if self.config.retention_bytes >= 0 {
+            let kept: u64 = sealed[..n].iter().map(|s| s.size).sum();
+            let mut excess = (self.size_bytes - kept) as i64 - self.config.retention_bytes;
+            while n < sealed.len() && excess - sealed[n].size as i64 >= 0 {
+                excess -= sealed[n].size as i64;
+                n += 1;
+            }
+        }
+        n
+    }
+}
 
 impl PartitionLog {
     /// Deletes the segments that retention.ms / retention.bytes, or a log start moved by
     /// DeleteRecords, no longer keep. Returns how many were deleted.
     pub async fn enforce_retention(&self) -> Result<usize, LogError> {
-        let _permit = self.lock().await?;
-        self.check_usable()?;
         let now = self.clock.now_ms();
-        let deleted = {
-            let st = self.state.borrow();
-            let sealed: Vec<&LogSegment> = st.segments.values().rev().skip(1).rev().collect();
-            let mut n = 0;
-            if st.config.retention_ms >= 0 {
-                while n < sealed.len()
-                    && now - sealed[n].largest_timestamp() > st.config.retention_ms
-                {
-                    n += 1;
-                }
-            }
-            if st.config.retention_bytes >= 0 {
-                let kept: u64 = sealed[..n].iter().map(|s| s.size).sum();
-                let mut excess = (st.size_bytes - kept) as i64 - st.config.retention_bytes;
-                while n < sealed.len() && excess - sealed[n].size as i64 >= 0 {
-                    excess -= sealed[n].size as i64;
-                    n += 1;
-                }
-            }
-            n
+        let removed = {
+            let _permit = self.lock().await?;
+            self.check_usable()?;
+            let expired = self.state.borrow().expired_segments(now);
+            let count = expired.max(self.segments_below_log_start());
+            self.delete_oldest(count).await?
         };
-        let below_start = self.segments_below_log_start();
-        let count = deleted.max(below_start);
-        self.delete_oldest(count).await?;
+        let count = removed.len();
         let expiration = self.producer_id_expiration_ms();
         self.state.borrow_mut().producers.expire(now, expiration);
+        if count > 0 {
+            deletion::unlink_later(self.dir.clone(), removed);
+            self.write_start_checkpoints().await?;
+        }
         Ok(count)
     }
 
     /// DeleteRecords: moves the log start to `offset` (at most the high watermark) and
     /// deletes the segments wholly below it. Returns the new log start.
     pub async fn delete_before(&self, offset: i64) -> Result<i64, LogError> {
-        let _permit = self.lock().await?;
+        let permit = self.lock().await?;
         self.check_usable()?;
         {
             let mut st = self.state.borrow_mut();
@@ -72,8 +85,9 @@ impl PartitionLog {
             st.epochs.truncate_from_start(offset);
             st.producers.remove_before(offset);
         }
-        let count = self.segments_below_log_start();
-        self.delete_oldest(count).await?;
+        let removed = self.delete_oldest(self.segments_below_log_start()).await?;
+        drop(permit);
+        deletion::unlink_later(self.dir.clone(), removed);
         self.write_start_checkpoints().await?;
         Ok(self.log_start_offset())
     }
@@ -88,18 +102,25 @@ impl PartitionLog {
             .count()
     }
 
-    /// Deletes the `count` oldest segments (never the active one). Caller holds the lock.
-    async fn delete_oldest(&self, count: usize) -> Result<(), LogError> {
+    /// Takes the `count` oldest segments (never the active one) out of the log and renames
+    /// their files to `.deleted`; the caller unlinks them (`deletion::unlink_later`) and
+    /// writes the start checkpoints. Caller holds the lock.
+    async fn delete_oldest(&self, count: usize) -> Result<Vec<Removed>, LogError> {
         if count == 0 {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let bases: Vec<i64> = {
+        let removed: Vec<Removed> = {
             let mut st = self.state.borrow_mut();
             let count = count.min(st.segments.len() - 1);
             let bases: Vec<i64> = st.segments.keys().take(count).copied().collect();
-            for base in &bases {
-                let seg = st.segments.remove(base).expect("listed above");
+            let mut removed = Vec::with_capacity(count);
+            for base in bases {
+                let seg = st.segments.remove(&base).expect("listed above");
                 st.size_bytes -= seg.size;
+                removed.push(Removed {
+                    base,
+                    file: seg.file,
+                });
             }
             let first = *st
                 .segments
@@ -112,10 +133,10 @@ impl PartitionLog {
             let start = st.log_start;
             st.epochs.truncate_from_start(start);
             st.producers.remove_before(start);
-            bases
+            removed
         };
-        remove_segments(&self.dir, bases.into_iter()).await?;
-        self.write_start_checkpoints().await
+        deletion::mark_deleted(&self.dir, &removed).await?;
+        Ok(removed)
     }
 
     async fn write_start_checkpoints(&self) -> Result<(), LogError> {
@@ -164,12 +185,17 @@ impl PartitionLog {
             // log start survives, so the log restarts empty there.
             return self.truncate_fully(log_start).await;
         }
-        let removed: Vec<i64> = {
+        let removed: Vec<Removed> = {
             let mut st = self.state.borrow_mut();
-            let removed: Vec<i64> = st.segments.range(key + 1..).map(|(&b, _)| b).collect();
-            for base in &removed {
-                let seg = st.segments.remove(base).expect("listed above");
+            let bases: Vec<i64> = st.segments.range(key + 1..).map(|(&b, _)| b).collect();
+            let mut removed = Vec::with_capacity(bases.len());
+            for base in bases {
+                let seg = st.segments.remove(&base).expect("listed above");
                 st.size_bytes -= seg.size;
+                removed.push(Removed {
+                    base,
+                    file: seg.file,
+                });
             }
             let seg = st.segments.get_mut(&key).expect("found above");
             let cut = seg.size - position;
@@ -196,10 +222,11 @@ impl PartitionLog {
         &self,
         file: &SegmentFile,
         position: u64,
-        removed: Vec<i64>,
+        removed: Vec<Removed>,
     ) -> Result<(), LogError> {
         file.truncate(position).await?;
-        remove_segments(&self.dir, removed.into_iter()).await?;
+        deletion::mark_deleted(&self.dir, &removed).await?;
+        deletion::unlink_later(self.dir.clone(), removed);
         // The lowered recovery point must be on disk before new appends reuse these offsets.
         self.write_checkpoints(&Checkpoint::ALL).await
     }
@@ -211,8 +238,8 @@ impl PartitionLog {
     /// log start, log end, high watermark and recovery point all become `offset`.
     ///
     /// Crash safety: the steps are ordered so that a crash after any of them leaves a
-    /// directory that opens as a valid log: old segments are unlinked oldest first (a
-    /// crash leaves a suffix of the old log, as retention does), then the snapshots go and
+    /// directory that opens as a valid log: old segments are renamed to `.deleted` oldest
+    /// first (a crash leaves a suffix of the old log, as retention does), then the snapshots go and
     /// the checkpoints are written for an empty log at `offset` (with no segment, open
     /// starts an empty one at the log-start checkpoint), and only then is the new segment
     /// created.
@@ -242,8 +269,17 @@ impl PartitionLog {
     }
 
     async fn restart_files_at(&self, offset: i64) -> Result<(), LogError> {
-        let removed: Vec<i64> = self.state.borrow().segments.keys().copied().collect();
-        remove_segments(&self.dir, removed.into_iter()).await?;
+        let removed: Vec<Removed> = {
+            let st = self.state.borrow();
+            let segments = st.segments.iter();
+            segments
+                .map(|(&base, seg)| Removed {
+                    base,
+                    file: seg.file.clone(),
+                })
+                .collect()
+        };
+        deletion::mark_deleted(&self.dir, &removed).await?;
         sync_dir(&self.dir).await?;
         // Every snapshot describes the data just removed.
         self.remove_snapshots_after(-1)?;
@@ -284,6 +320,7 @@ impl PartitionLog {
             st.producers = Default::default();
             st.generation += 1;
         }
+        deletion::unlink_later(self.dir.clone(), removed);
         // Appends staged meanwhile took offsets of the old log.
         self.fail_staged("the log was emptied and restarted; retry");
         Ok(())

@@ -19,6 +19,8 @@ use crate::time_index::TimeIndex;
 pub const LOG_SUFFIX: &str = "log";
 pub const INDEX_SUFFIX: &str = "index";
 pub const TIME_INDEX_SUFFIX: &str = "timeindex";
+/// Every file of a segment.
+pub const SUFFIXES: [&str; 3] = [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX];
 
 /// Kafka's segment file name: `00000000000000001234.log`.
 pub fn file_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
@@ -130,6 +132,13 @@ impl SegmentFile {
     pub(crate) async fn truncate(&self, size: u64) -> Result<(), LogError> {
         self.file
             .truncate(size)
+            .await
+            .map_err(|e| LogError::io(&self.path, e))
+    }
+
+    pub(crate) async fn close(self) -> Result<(), LogError> {
+        self.file
+            .close()
             .await
             .map_err(|e| LogError::io(&self.path, e))
     }
@@ -371,10 +380,7 @@ pub(crate) async fn write_index_files(
         if !bytes.is_empty() {
             file.write_all_at(bytes, 0).await?;
         }
-        file.file
-            .close()
-            .await
-            .map_err(|e| LogError::io(&file.path, e))?;
+        file.close().await?;
     }
     Ok(())
 }
