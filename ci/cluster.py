@@ -375,6 +375,9 @@ class Cluster:
         self.root.mkdir(parents=True, exist_ok=True)
         self.profile = Path(profile)
         self.settings = dict(settings or {})
+        # Kafka creates __consumer_offsets only once offsets.topic.replication.factor (3)
+        # brokers are alive: a smaller cluster gets one replica per broker.
+        self.settings.setdefault("offsets.topic.replication.factor", min(3, brokers + combined))
         self.binary = Path(binary) if binary else default_binary()
         if not self.binary.is_file():
             raise FileNotFoundError(

@@ -17,12 +17,13 @@ use kafka_protocol::messages::offset_fetch_request::{
 };
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId, HeartbeatRequest,
-    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, ListGroupsRequest, OffsetCommitRequest,
-    OffsetFetchRequest, SyncGroupRequest,
+    DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, FindCoordinatorResponse,
+    GroupId, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
+use std::time::{Duration, Instant};
 
 const TOPIC: &str = "orders";
 
@@ -79,9 +80,38 @@ fn commit(
         .collect()
 }
 
-/// Committed offsets of partitions 0..4 of TOPIC (OffsetFetch v7). No retry: right after a
-/// start every coordinator has loaded its offsets before any shard accepts a connection.
+/// FindCoordinator for `key` until it answers, then waits until the coordinator serves
+/// the group: the first lookup asks the controller for `__consumer_offsets` (answering
+/// COORDINATOR_NOT_AVAILABLE meanwhile, as Kafka does) and the new partitions then load
+/// (COORDINATOR_LOAD_IN_PROGRESS). Clients retry both.
+fn find_coordinator(client: &mut Client, key: &str) -> FindCoordinatorResponse {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let retry = |code: i16| {
+        let again = code == ResponseError::CoordinatorNotAvailable.code()
+            || code == ResponseError::CoordinatorLoadInProgress.code();
+        if again && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        again && Instant::now() < deadline
+    };
+    loop {
+        let found = client.send(&FindCoordinatorRequest::default().with_key(s(key)), 3);
+        if retry(found.error_code) {
+            continue;
+        }
+        while let Err(code) = try_fetch(client, key) {
+            if !retry(code) {
+                break;
+            }
+        }
+        return found;
+    }
+}
+
+/// Committed offsets of partitions 0..4 of TOPIC (OffsetFetch v7), once the group's
+/// coordinator serves it (after a restart its partition may still be loading).
 fn fetch(client: &mut Client, group_id: &str) -> Vec<i64> {
+    find_coordinator(client, group_id);
     try_fetch(client, group_id).unwrap_or_else(|e| panic!("OffsetFetch failed with error {e}"))
 }
 
@@ -111,7 +141,7 @@ fn a_member_joins_syncs_commits_and_its_offsets_survive_restarts() {
     let mut client = broker.client();
     client.create_topic(TOPIC, 4);
 
-    let found = client.send(&FindCoordinatorRequest::default().with_key(s("g1")), 3);
+    let found = find_coordinator(&mut client, "g1");
     assert_eq!(found.error_code, 0);
     assert_eq!(found.port, i32::from(broker.port));
     let found = client.send(
@@ -294,6 +324,7 @@ fn a_member_joins_syncs_commits_and_its_offsets_survive_restarts() {
         "after a clean restart"
     );
     // The member carries on in its generation without rejoining.
+    find_coordinator(&mut client, "g2");
     let beat = HeartbeatRequest::default()
         .with_group_id(group("g2"))
         .with_generation_id(stayer.generation_id)
@@ -310,6 +341,7 @@ fn a_member_joins_syncs_commits_and_its_offsets_survive_restarts() {
     broker.launch();
     let mut client = broker.client();
     assert_eq!(fetch(&mut client, "g1"), vec![50, 6, 7, 8], "after SIGKILL");
+    find_coordinator(&mut client, "ghost");
 
     let deleted = client.send(
         &DeleteGroupsRequest::default().with_groups_names(vec![group("g1"), group("ghost")]),
@@ -336,6 +368,7 @@ fn oldest_versions_encode_and_bad_session_timeouts_are_refused() {
     let broker = Broker::start(1, &[]);
     let mut client = broker.client();
     client.create_topic(TOPIC, 4);
+    assert_eq!(find_coordinator(&mut client, "g0").error_code, 0);
     let mut bad = JoinGroupRequest::default()
         .with_group_id(group("g0"))
         .with_session_timeout_ms(1)
@@ -420,6 +453,10 @@ fn shutdown_does_not_wait_for_a_join_in_progress() {
     let profile = common::write_profile(dir.path(), "group.initial.rebalance.delay.ms: 600000\n");
     let mut broker = Broker::start(2, &["--config", profile.to_str().unwrap()]);
     let mut clients: Vec<Client> = (0..4).map(|_| broker.client()).collect();
+    for i in 0..clients.len() {
+        let found = find_coordinator(&mut clients[0], &format!("waiting-{i}"));
+        assert_eq!(found.error_code, 0);
+    }
     for (i, client) in clients.iter_mut().enumerate() {
         // Several groups, so some are coordinated by the other shard than the connection's.
         let request = JoinGroupRequest::default()
@@ -444,6 +481,7 @@ fn shutdown_does_not_wait_for_a_join_in_progress() {
 fn a_static_member_takes_its_place_back_without_a_rebalance() {
     let broker = Broker::start(1, &[]);
     let mut client = broker.client();
+    assert_eq!(find_coordinator(&mut client, "static").error_code, 0);
     let static_join = |client: &mut Client| {
         let request = JoinGroupRequest::default()
             .with_group_id(group("static"))
@@ -531,6 +569,7 @@ fn offset_delete_refuses_subscribed_topics_and_deletes_the_rest() {
     let mut client = broker.client();
     client.create_topic(TOPIC, 4);
     client.create_topic("other", 1);
+    assert_eq!(find_coordinator(&mut client, "od").error_code, 0);
     // The consumer protocol's subscription: version, topics, user data (null).
     let mut subscription = vec![0u8, 0, 0, 0, 0, 1];
     subscription.extend((TOPIC.len() as i16).to_be_bytes());

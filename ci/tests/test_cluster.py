@@ -9,8 +9,10 @@ import struct
 from dataclasses import dataclass
 
 import pytest
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from cluster_util import (
+    CLIENT_CONF,
     NO_LEADER,
     BackgroundProducer,
     Cluster,
@@ -295,6 +297,83 @@ def test_another_controller_takes_over_and_topics_and_leaders_keep_working(make_
         produce_all(cluster.bootstrap, topic, values("after-failover"))
         restart_broker(cluster, old)
         cluster.node(active).start()
+
+
+# --- committed offsets ---
+
+OFFSETS_PARTITIONS = 5
+
+
+def coordinator_partition(group: str, partitions: int) -> int:
+    """Kafka's `abs(group.hashCode()) % partitions`, with Java's String.hashCode."""
+    h = 0
+    for ch in group:  # the names here are ASCII: one UTF-16 unit per character
+        h = (h * 31 + ord(ch)) & 0xFFFFFFFF
+    h = h - (1 << 32) if h >= 1 << 31 else h
+    return (0 if h == -(1 << 31) else abs(h)) % partitions
+
+
+def committed(bootstrap: str, group: str, topic: str):
+    """The group's committed offset of partition 0, or the error met asking for it."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, **CLIENT_CONF})
+    try:
+        return consumer.committed([TopicPartition(topic, 0)], timeout=10)[0].offset
+    except KafkaException as e:
+        return e
+    finally:
+        consumer.close()
+
+
+def commit(bootstrap: str, group: str, topic: str, offset: int):
+    """Commits `offset` for partition 0 without joining the group; the error met, or None."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+         **CLIENT_CONF}
+    )
+    try:
+        consumer.commit(offsets=[TopicPartition(topic, 0, offset)], asynchronous=False)
+        return None
+    except KafkaException as e:
+        return e
+    finally:
+        consumer.close()
+
+
+def test_committed_offsets_survive_their_coordinator_being_killed(make_cluster):
+    """A group's committed offset lives in a replicated `__consumer_offsets` partition (RF 3):
+    when the broker leading it (the group's coordinator) is SIGKILLed, another replica leads
+    it, coordinates the group, and answers the offset that was acknowledged."""
+    cluster = make_cluster(settings={"offsets.topic.num.partitions": OFFSETS_PARTITIONS})
+    kafka = Kafka(cluster)
+    topic = kafka.create_topic(1)
+    produce_all(cluster.bootstrap, topic, values("offsets", 20))
+    group = "survivors"
+    wait_for(f"a commit for {group}", lambda: commit(cluster.bootstrap, group, topic, 7),
+             lambda e: e is None, cluster)
+    assert committed(cluster.bootstrap, group, topic) == 7
+
+    p = coordinator_partition(group, OFFSETS_PARTITIONS)
+    state = kafka.wait_partition("__consumer_offsets", p, "every replica in sync", fully_in_sync)
+    assert len(state.replicas) == 3, state
+    coordinator = state.leader
+    cluster.node(coordinator).kill()
+    kafka.wait_partition(
+        "__consumer_offsets", p, f"a leader other than {coordinator}",
+        lambda s: s.leader not in (NO_LEADER, coordinator),
+    )
+    got = wait_for(
+        f"{group}'s offset from the new coordinator",
+        lambda: committed(cluster.bootstrap, group, topic),
+        lambda r: not isinstance(r, KafkaException),
+        cluster,
+    )
+    assert got == 7, f"committed offset after the coordinator died: {got}"
+    # The new coordinator takes commits, and they survive the old one's return.
+    wait_for("a commit to the new coordinator", lambda: commit(cluster.bootstrap, group, topic, 12),
+             lambda e: e is None, cluster)
+    restart_broker(cluster, coordinator)
+    kafka.wait_partition("__consumer_offsets", p, "every replica in sync", fully_in_sync)
+    assert committed(cluster.bootstrap, group, topic) == 12
 
 
 # --- isolation ---

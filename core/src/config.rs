@@ -108,6 +108,13 @@ pub struct BrokerConfig {
     pub offset_metadata_max_bytes: usize,
     /// `offsets.topic.segment.bytes`: segment size of the coordinator partitions' logs.
     pub offsets_topic_segment_bytes: u64,
+    /// `offsets.topic.replication.factor`: replicas of each `__consumer_offsets` partition.
+    /// The topic is created only once that many brokers are alive (as in Kafka); a single
+    /// node without `controller.quorum.voters` uses 1.
+    pub offsets_topic_replication_factor: i16,
+    /// `offsets.commit.timeout.ms`: how long an offset commit waits for every in-sync
+    /// replica of its coordinator partition.
+    pub offsets_commit_timeout_ms: u64,
     /// `offsets.retention.minutes`: how long the committed offsets of a group without
     /// members are kept after their last commit.
     pub offsets_retention_minutes: i64,
@@ -158,6 +165,8 @@ impl Default for BrokerConfig {
             offsets_topic_num_partitions: 50,
             offset_metadata_max_bytes: 4096,
             offsets_topic_segment_bytes: 100 * 1024 * 1024,
+            offsets_topic_replication_factor: 3,
+            offsets_commit_timeout_ms: 5_000,
             offsets_retention_minutes: 7 * 24 * 60,
             offsets_retention_check_interval_ms: 600_000,
         }
@@ -922,6 +931,20 @@ static KEYS: &[Key] = &[
         },
     },
     Key {
+        name: "offsets.topic.replication.factor",
+        apply: |p, f| {
+            p.cfg.offsets_topic_replication_factor = f.int(1, i64::from(i16::MAX))? as i16;
+            Ok(())
+        },
+    },
+    Key {
+        name: "offsets.commit.timeout.ms",
+        apply: |p, f| {
+            p.cfg.offsets_commit_timeout_ms = f.int(1, I32_MAX)? as u64;
+            Ok(())
+        },
+    },
+    Key {
         name: "offsets.retention.minutes",
         apply: |p, f| {
             p.cfg.offsets_retention_minutes = f.int(1, I32_MAX)?;
@@ -1060,6 +1083,8 @@ mod tests {
              offsets.topic.num.partitions: 8\n\
              offset.metadata.max.bytes: 100\n\
              offsets.topic.segment.bytes: 1048576\n\
+             offsets.topic.replication.factor: 2\n\
+             offsets.commit.timeout.ms: 7000\n\
              offsets.retention.minutes: 60\n\
              offsets.retention.check.interval.ms: 1000\n",
         )
@@ -1116,6 +1141,8 @@ mod tests {
             offsets_topic_num_partitions: 8,
             offset_metadata_max_bytes: 100,
             offsets_topic_segment_bytes: 1_048_576,
+            offsets_topic_replication_factor: 2,
+            offsets_commit_timeout_ms: 7_000,
             offsets_retention_minutes: 60,
             offsets_retention_check_interval_ms: 1000,
         };

@@ -10,7 +10,8 @@
 //!   `foreign_await`: awaiting what the cluster thread completes, without lost wake-ups.
 //! - `controller`: the cluster metadata quorum (openraft) and the broker's link to it.
 //! - `replication`: followers fetching from leaders, the ISR and the high watermark.
-//! - `group_coordinator`: consumer groups and committed offsets.
+//! - `group_coordinator`: consumer groups and committed offsets; `offsets_topic`: the
+//!   replicated `__consumer_offsets` topic they live in.
 //! - `topics`: the topic table (one shard owns it, the others get snapshots) and its files.
 
 pub mod controller;
@@ -21,6 +22,7 @@ mod maintenance;
 pub mod messages;
 mod metadata_sync;
 mod notify;
+mod offsets_topic;
 mod partition;
 pub mod partition_admin;
 pub mod placement;

@@ -19,8 +19,7 @@ use spate_log::{Clock, PartitionLog, ReadSlice, SystemClock};
 
 use crate::controller::broker_link::BrokerLink;
 use crate::group_coordinator::{
-    coordinator_node, coordinator_shard, GroupAnswer, GroupCall, GroupConfig, GroupCoordinator,
-    ListedGroup,
+    coordinator_shard, GroupAnswer, GroupCall, GroupConfig, GroupCoordinator, ListedGroup,
 };
 use crate::messages::{
     AppendRequest, ListedOffset, ProduceResult, ReadBatch, ReadResult, Reply, Request, WaitRequest,
@@ -84,6 +83,8 @@ pub struct Shard {
     pub(crate) clock: Rc<dyn Clock>,
     /// The consumer groups this shard coordinates.
     pub(crate) groups: GroupCoordinator,
+    /// Set while this shard asks the controller for `__consumer_offsets`.
+    pub(crate) creating_offsets_topic: Cell<bool>,
     /// Shard 0: the last table every shard has applied (metadata writes wait on it).
     pub(crate) published: RefCell<Arc<TopicTable>>,
     /// The broker's link to the controller: images in, metadata writes out.
@@ -107,7 +108,6 @@ impl Shard {
         let clock: Rc<dyn Clock> = Rc::new(SystemClock);
         let groups = GroupCoordinator::new(
             id,
-            count,
             &config,
             GroupConfig::from_broker(&config),
             clock.clone(),
@@ -133,6 +133,7 @@ impl Shard {
             closing: Cell::new(false),
             clock,
             groups,
+            creating_offsets_topic: Cell::new(false),
             published: RefCell::new(Arc::new(TopicTable::default())),
             cluster,
             replication,
@@ -150,7 +151,9 @@ impl Shard {
             }
             shard.table_applied.changed_since(seen).await;
         }
-        shard.groups.load().await;
+        // Coordinator partitions this broker leads in the first table load before the shard
+        // serves; those it comes to lead later load in the timer loop (`tick`).
+        shard.groups.load_pending().await;
         glommio::spawn_local(shard.clone().group_timer_loop()).detach();
         glommio::spawn_local(shard.clone().retention_loop()).detach();
         glommio::spawn_local(shard.clone().flush_loop()).detach();
@@ -279,7 +282,7 @@ impl Shard {
 
     /// Runs one call on the shard that coordinates `group_id`.
     pub async fn group_call(&self, group_id: &str, call: GroupCall) -> GroupAnswer {
-        if self.group_coordinator(group_id) != Some(self.config.node_id) {
+        if self.group_coordinator(group_id) != Ok(self.config.node_id) {
             return GroupAnswer::Error(ResponseError::NotCoordinator);
         }
         let owner = coordinator_shard(group_id, self.groups.config(), self.count);
@@ -294,11 +297,6 @@ impl Shard {
             Some(Reply::Group(answer)) => answer,
             _ => GroupAnswer::Error(ResponseError::CoordinatorNotAvailable),
         }
-    }
-
-    /// The broker that coordinates `group_id` (FindCoordinator's answer).
-    pub fn group_coordinator(&self, group_id: &str) -> Option<i32> {
-        coordinator_node(&self.topics(), group_id, self.groups.config())
     }
 
     /// A group call on this shard. A JoinGroup or SyncGroup may wait for a whole rebalance;
@@ -374,7 +372,6 @@ impl Shard {
             );
         }
         self.replication.close().await;
-        self.groups.close().await;
         let partitions: Vec<_> = self.partitions.borrow_mut().drain().collect();
         // Each close waits on a few fsyncs: one after another, 10,000 partitions took close
         // to a minute; concurrently the disk queues them together.
@@ -609,6 +606,8 @@ impl Shard {
             }
         }
         self.apply_assignments(&table);
+        self.groups
+            .follow_leadership(self.led_coordinator_partitions());
         self.ready.set(true);
         self.table_applied.notify_all();
     }

@@ -1,6 +1,6 @@
-//! FindCoordinator: which broker coordinates a group (or transactional id): the live broker
-//! whose turn the group's coordinator partition is (`coordinator_node`); within that broker
-//! the group's requests are routed to the shard that owns its coordinator partition.
+//! FindCoordinator: which broker coordinates a group (or transactional id): the leader of
+//! its `__consumer_offsets` partition, created on the first lookup; within that broker the
+//! group's requests are routed to the shard that owns that partition.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -24,10 +24,9 @@ pub fn handle(ctx: &Context, request: FindCoordinatorRequest) -> FindCoordinator
             return Err(ResponseError::InvalidRequest);
         }
         let table = ctx.shard.topics();
-        let broker = ctx
-            .shard
-            .group_coordinator(key)
-            .and_then(|node| table.broker(node))
+        let node = ctx.shard.find_coordinator(key)?;
+        let broker = table
+            .broker(node)
             .ok_or(ResponseError::CoordinatorNotAvailable)?;
         Ok((broker.node_id, broker.host.clone(), i32::from(broker.port)))
     };

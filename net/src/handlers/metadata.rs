@@ -9,6 +9,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use spate_shard::controller::image::{PartitionAssignment, NO_LEADER};
+use spate_shard::group_coordinator::OFFSETS_TOPIC;
 use spate_shard::topics::{TopicInfo, TopicTable};
 use spate_shard::{NewReplicas, NewTopic};
 use uuid::Uuid;
@@ -152,6 +153,7 @@ fn topic_metadata(topic: &TopicInfo, table: &TopicTable) -> MetadataResponseTopi
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
         .with_topic_id(topic.id)
+        .with_is_internal(topic.name == OFFSETS_TOPIC)
         .with_partitions(partitions)
         .with_topic_authorized_operations(OPERATIONS_OMITTED)
 }

@@ -15,6 +15,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
+use spate_shard::group_coordinator::OFFSETS_TOPIC;
 use spate_shard::{AppendRequest, ProduceResult};
 
 use super::{Context, RequestError};
@@ -58,6 +59,8 @@ pub async fn handle(
             indexes.push((slot, p.index));
             results.push(match (acks_valid, known, p.records) {
                 (false, _, _) => Err(ResponseError::InvalidRequiredAcks),
+                // Only the group coordinator writes there, as in Kafka.
+                _ if name == OFFSETS_TOPIC => Err(ResponseError::InvalidTopicException),
                 (_, Some(count), _) if p.index < 0 || p.index >= count => {
                     Err(ResponseError::UnknownTopicOrPartition)
                 }

@@ -2,44 +2,40 @@
 //! (`offsets`), one instance per shard.
 //!
 //! A group belongs to a coordinator partition, `abs(java_hash(group_id)) %
-//! offsets.topic.num.partitions` as in Kafka, and that partition to a shard (`placement`,
-//! as any partition). Every request for a group runs on that shard, so a group's state is
-//! touched by one thread only. Offsets are appended to the coordinator partition's log
-//! under `<log.dir>/__consumer_offsets/<partition>/` before they are acknowledged, and
-//! replayed when the shard starts. Each settled membership (after the leader's SyncGroup,
-//! when the group empties, when a static member takes over) goes to the same log, so a
-//! restarted broker knows its groups' members, generations and assignments (`store`).
+//! offsets.topic.num.partitions` as in Kafka: a partition of the replicated
+//! `__consumer_offsets` topic. The partition's leader coordinates the group, on the shard
+//! that owns the partition, so a group's state is touched by one thread only. Offsets, and
+//! each settled membership (after the leader's SyncGroup, when the group empties, when a
+//! static member takes over), are appended to the partition with acks=all before they are
+//! acknowledged, and replayed by whichever broker leads the partition next (`store`).
 
 pub mod group;
 pub mod offsets;
 mod store;
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use glommio::channels::local_channel::{self, LocalSender};
 use kafka_protocol::ResponseError;
 use spate_core::config::BrokerConfig;
-use spate_core::topic_config::TopicConfig;
-use spate_log::{Clock, LogConfig, PartitionLog};
+use spate_log::Clock;
 
 pub use group::{
     GroupLimits, GroupState, JoinArgs, JoinResult, JoinedMember, MemberDescription, SyncResult,
 };
 pub use offsets::Committed;
+use store::Led;
 
 use crate::placement::owner_shard;
-use crate::topic_config::topic_settings;
-use crate::topics::TopicTable;
 use group::{Delivery, Group, Reply};
 use offsets::{OffsetRecord, OffsetTable};
 
-/// The directory (under the log dir) holding the coordinator partitions' logs. Kafka's
-/// internal topic name; it has no `-` so the topic scan of the log dir passes over it.
-pub const OFFSETS_DIR: &str = "__consumer_offsets";
+/// Kafka's internal topic of committed offsets and group metadata.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 /// How often the coordinator looks for expired sessions and rebalance deadlines: the
 /// precision of session.timeout.ms and rebalance.timeout.ms.
@@ -86,22 +82,10 @@ pub fn coordinator_partition(group_id: &str, partitions: i32) -> i32 {
     abs % partitions.max(1)
 }
 
-/// The shard that coordinates a group.
+/// The shard that coordinates a group: the owner of its coordinator partition.
 pub fn coordinator_shard(group_id: &str, config: &GroupConfig, shards: usize) -> usize {
     let partition = coordinator_partition(group_id, config.offsets_partitions);
-    owner_shard(OFFSETS_DIR, partition, shards)
-}
-
-/// The broker that coordinates a group: its coordinator partition's turn among the live
-/// brokers (by node id), or `None` with no live broker. Kafka takes the leader of the
-/// `__consumer_offsets` partition; Spate keeps committed offsets on the coordinator's own
-/// disk, unreplicated, so while the set of live brokers changes a group moves to a broker
-/// that does not have its offsets (see README: what does not work yet).
-pub fn coordinator_node(table: &TopicTable, group_id: &str, config: &GroupConfig) -> Option<i32> {
-    let alive = table.alive_brokers();
-    let partition = coordinator_partition(group_id, config.offsets_partitions);
-    let turn = usize::try_from(partition).ok()? % alive.len().max(1);
-    alive.get(turn).copied()
+    owner_shard(OFFSETS_TOPIC, partition, shards)
 }
 
 /// One partition's commit in an OffsetCommit.
@@ -188,56 +172,37 @@ type MemberKey = (String, String);
 
 pub struct GroupCoordinator {
     shard: usize,
-    shards: usize,
     config: GroupConfig,
-    dir: PathBuf,
-    log_config: LogConfig,
+    /// `offsets.commit.timeout.ms`
+    commit_timeout: Duration,
     clock: Rc<dyn Clock>,
     groups: RefCell<HashMap<String, Group>>,
     offsets: RefCell<OffsetTable>,
-    logs: RefCell<HashMap<i32, Rc<PartitionLog>>>,
-    /// Serializes creating a coordinator partition's log.
-    opening: glommio::sync::Semaphore,
+    /// The coordinator partitions this broker leads on this shard.
+    led: RefCell<HashMap<i32, Led>>,
     joins: RefCell<HashMap<MemberKey, LocalSender<JoinResult>>>,
     syncs: RefCell<HashMap<MemberKey, LocalSender<Result<SyncResult, ResponseError>>>>,
-    loaded: Cell<bool>,
-    /// When `flush_due` last flushed.
-    last_flush_ms: Cell<i64>,
     /// When `expire_offsets` last looked.
     last_expiry_ms: Cell<i64>,
-    /// Coordinator partitions whose log could not be read at start.
-    failed: RefCell<HashSet<i32>>,
 }
 
 impl GroupCoordinator {
     pub fn new(
         shard: usize,
-        shards: usize,
         broker: &BrokerConfig,
         config: GroupConfig,
         clock: Rc<dyn Clock>,
     ) -> GroupCoordinator {
-        let mut log_config = topic_settings(broker, &TopicConfig::default()).log;
-        log_config.segment_bytes = broker.offsets_topic_segment_bytes;
-        // No compaction yet: deleting old segments would lose offsets.
-        log_config.retention_ms = -1;
-        log_config.retention_bytes = -1;
         GroupCoordinator {
             shard,
-            shards,
             config,
-            dir: broker.log_dir.join(OFFSETS_DIR),
-            log_config,
+            commit_timeout: Duration::from_millis(broker.offsets_commit_timeout_ms),
             clock,
             groups: RefCell::new(HashMap::new()),
             offsets: RefCell::new(OffsetTable::default()),
-            logs: RefCell::new(HashMap::new()),
-            opening: glommio::sync::Semaphore::new(1),
+            led: RefCell::new(HashMap::new()),
             joins: RefCell::new(HashMap::new()),
             syncs: RefCell::new(HashMap::new()),
-            loaded: Cell::new(false),
-            failed: RefCell::new(HashSet::new()),
-            last_flush_ms: Cell::new(0),
             last_expiry_ms: Cell::new(0),
         }
     }
@@ -246,18 +211,11 @@ impl GroupCoordinator {
         &self.config
     }
 
-    fn owns_partition(&self, partition: i32) -> bool {
-        owner_shard(OFFSETS_DIR, partition, self.shards) == self.shard
-    }
-
-    /// Serves one call for `group_id` (this shard must be its coordinator).
+    /// Serves one call for `group_id`, whose coordinator partition the metadata says this
+    /// broker leads (`Shard::group_call` checks).
     pub async fn handle(&self, group_id: &str, call: GroupCall) -> GroupAnswer {
-        if !self.loaded.get() {
-            return GroupAnswer::Error(ResponseError::CoordinatorLoadInProgress);
-        }
-        let partition = coordinator_partition(group_id, self.config.offsets_partitions);
-        if self.failed.borrow().contains(&partition) {
-            return GroupAnswer::Error(ResponseError::CoordinatorNotAvailable);
+        if let Err(e) = self.check_loaded(group_id) {
+            return GroupAnswer::Error(e);
         }
         let now = self.clock.now_ms();
         match call {
@@ -634,6 +592,7 @@ impl GroupCoordinator {
     /// Runs the groups' timers (session expiry, rebalance deadlines), records groups that
     /// emptied, and forgets groups that are empty and hold no offsets. Call periodically.
     pub async fn tick(&self) {
+        self.load_pending().await;
         let now = self.clock.now_ms();
         let mut all = Vec::new();
         let mut emptied = Vec::new();
@@ -658,7 +617,6 @@ impl GroupCoordinator {
         for id in emptied {
             self.persist(&id).await;
         }
-        self.flush_due(now).await;
         self.expire_offsets(now).await;
     }
 
@@ -701,13 +659,79 @@ fn subscribed_topics(metadata: &Bytes) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spate_log::ManualClock;
+    use crate::partition::Partition;
+    use crate::replication::{Replication, ReplicationConfig};
+    use crate::topics::partition_dir;
+    use spate_log::{LogConfig, ManualClock, PartitionLog};
+
+    /// A coordinator over `broker`'s log dir that leads every coordinator partition alone,
+    /// as a single broker does, and has loaded them.
+    struct Opened {
+        coordinator: GroupCoordinator,
+        partitions: Vec<Rc<Partition>>,
+    }
+
+    impl std::ops::Deref for Opened {
+        type Target = GroupCoordinator;
+        fn deref(&self) -> &GroupCoordinator {
+            &self.coordinator
+        }
+    }
+
+    impl Opened {
+        fn led(&self) -> Vec<(i32, i32, Rc<Partition>)> {
+            (0..)
+                .zip(&self.partitions)
+                .map(|(i, p)| (i, p.leader_epoch(), p.clone()))
+                .collect()
+        }
+
+        async fn close(&self) {
+            for p in &self.partitions {
+                p.log.close().await.unwrap();
+            }
+        }
+    }
+
+    async fn open(broker: &BrokerConfig, clock: Rc<ManualClock>) -> Opened {
+        let config = GroupConfig::from_broker(broker);
+        let replication = Replication::new(
+            broker.node_id,
+            ReplicationConfig::from_broker(broker),
+            clock.clone(),
+        );
+        let log_config = LogConfig {
+            segment_bytes: broker.offsets_topic_segment_bytes,
+            ..LogConfig::default()
+        };
+        let mut partitions = Vec::new();
+        for index in 0..config.offsets_partitions {
+            let dir = partition_dir(&broker.log_dir, OFFSETS_TOPIC, index);
+            let log = PartitionLog::open(&dir, log_config.clone(), clock.clone())
+                .await
+                .unwrap();
+            partitions.push(Partition::new(
+                log,
+                OFFSETS_TOPIC,
+                index,
+                uuid::Uuid::nil(),
+                replication.clone(),
+            ));
+        }
+        let opened = Opened {
+            coordinator: GroupCoordinator::new(0, broker, config, clock),
+            partitions,
+        };
+        opened.follow_leadership(opened.led());
+        opened.load_pending().await;
+        opened
+    }
 
     /// Runs `test` on a fresh executor with a loaded coordinator over `broker`'s log dir and a
     /// manual clock starting at `start_ms`; `broker` is handed back for reopening.
     fn with_coordinator<F, Fut>(broker: BrokerConfig, start_ms: i64, test: F)
     where
-        F: FnOnce(BrokerConfig, GroupCoordinator, Rc<ManualClock>) -> Fut,
+        F: FnOnce(BrokerConfig, Opened, Rc<ManualClock>) -> Fut,
         Fut: std::future::Future<Output = ()>,
     {
         glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
@@ -716,9 +740,7 @@ mod tests {
             .unwrap()
             .run(async move {
                 let clock = Rc::new(ManualClock::new(start_ms));
-                let config = GroupConfig::from_broker(&broker);
-                let c = GroupCoordinator::new(0, 1, &broker, config, clock.clone());
-                c.load().await;
+                let c = open(&broker, clock.clone()).await;
                 test(broker, c, clock).await;
             });
     }
@@ -800,8 +822,7 @@ mod tests {
             );
             c.close().await;
 
-            let c = GroupCoordinator::new(0, 1, &broker, GroupConfig::from_broker(&broker), clock);
-            c.load().await;
+            let c = open(&broker, clock).await;
             let GroupAnswer::Offsets(offsets) = c.handle("g", GroupCall::FetchOffsets(None)).await
             else {
                 panic!("expected offsets")
@@ -832,14 +853,7 @@ mod tests {
                 GroupAnswer::Leave(r) if r == vec![Ok(())]
             ));
             c.close().await;
-            let c = GroupCoordinator::new(
-                0,
-                1,
-                &broker,
-                GroupConfig::from_broker(&broker),
-                Rc::new(ManualClock::new(1_000)),
-            );
-            c.load().await;
+            let c = open(&broker, Rc::new(ManualClock::new(1_000))).await;
             let GroupAnswer::Describe(described) = c.handle("g", GroupCall::Describe).await else {
                 panic!("expected a description")
             };
@@ -850,45 +864,14 @@ mod tests {
     }
 
     #[test]
-    fn an_unreadable_partition_makes_its_groups_unavailable_not_empty() {
+    fn groups_of_a_partition_led_elsewhere_are_unloaded_until_it_comes_back() {
         let dir = tempfile::tempdir().unwrap();
         let broker = BrokerConfig {
             log_dir: dir.path().to_path_buf(),
+            group_initial_rebalance_delay_ms: 60_000,
             ..BrokerConfig::default()
         };
-        let config = GroupConfig::from_broker(&broker);
-        let bad = coordinator_partition("g", config.offsets_partitions);
-        // A file where the partition's directory should be.
-        std::fs::create_dir_all(dir.path().join(OFFSETS_DIR)).unwrap();
-        std::fs::write(dir.path().join(OFFSETS_DIR).join(bad.to_string()), b"junk").unwrap();
-        let other = (0..50)
-            .map(|i| format!("other-{i}"))
-            .find(|g| coordinator_partition(g, config.offsets_partitions) != bad)
-            .unwrap();
         with_coordinator(broker, 0, |_, c, _| async move {
-            assert!(matches!(
-                c.handle("g", GroupCall::FetchOffsets(None)).await,
-                GroupAnswer::Error(ResponseError::CoordinatorNotAvailable)
-            ));
-            assert!(matches!(
-                c.handle(&other, GroupCall::FetchOffsets(None)).await,
-                GroupAnswer::Offsets(o) if o.is_empty()
-            ));
-            c.close().await;
-        });
-    }
-
-    #[test]
-    fn quiet_offsets_logs_are_flushed_on_the_flush_interval() {
-        let dir = tempfile::tempdir().unwrap();
-        let broker = BrokerConfig {
-            log_dir: dir.path().to_path_buf(),
-            log_flush_interval_ms: Some(1_000),
-            ..BrokerConfig::default()
-        };
-        with_coordinator(broker, 10_000, |broker, c, clock| async move {
-            let config = GroupConfig::from_broker(&broker);
-            c.tick().await;
             let commit = GroupCall::Commit {
                 member_id: String::new(),
                 instance_id: None,
@@ -896,7 +879,7 @@ mod tests {
                 offsets: vec![CommitOffset {
                     topic: "t".into(),
                     partition: 0,
-                    offset: 1,
+                    offset: 7,
                     leader_epoch: -1,
                     metadata: None,
                 }],
@@ -904,15 +887,52 @@ mod tests {
             assert!(
                 matches!(c.handle("g", commit).await, GroupAnswer::Commit(r) if r == vec![Ok(())])
             );
-            let partition = coordinator_partition("g", config.offsets_partitions);
-            let log = c.logs.borrow()[&partition].clone();
-            assert!(
-                log.recovery_point() < log.log_end_offset(),
-                "not flushed yet"
-            );
-            clock.set(11_000);
-            c.tick().await;
-            assert_eq!(log.recovery_point(), log.log_end_offset());
+            let GroupAnswer::Join(first) = c.handle("w", GroupCall::Join(join_args(""))).await
+            else {
+                panic!("expected a join answer")
+            };
+            let join = c.handle("w", GroupCall::Join(join_args(&first.member_id)));
+            futures_lite::pin!(join);
+            assert!(futures_lite::future::poll_once(&mut join).await.is_none());
+
+            // Leadership of both groups' partitions moves to another broker.
+            let n = c.config().offsets_partitions;
+            let moved = [coordinator_partition("g", n), coordinator_partition("w", n)];
+            let kept = c
+                .led()
+                .into_iter()
+                .filter(|(i, _, _)| !moved.contains(i))
+                .collect::<Vec<_>>();
+            c.follow_leadership(kept.clone());
+            let GroupAnswer::Join(waiting) = join.await else {
+                panic!("expected a join answer")
+            };
+            assert_eq!(waiting.error, Some(ResponseError::NotCoordinator));
+            // (The shard answers NOT_COORDINATOR before asking: its table names the new
+            // leader. Here no table says so: the partition is not loaded.)
+            assert!(matches!(
+                c.handle("g", GroupCall::FetchOffsets(None)).await,
+                GroupAnswer::Error(ResponseError::CoordinatorLoadInProgress)
+            ));
+            assert!(c.offsets.borrow().all("g").is_empty(), "unloaded");
+
+            // Led here again at a later epoch: loading, then the offsets are back.
+            let mut again = kept;
+            for i in moved {
+                again.push((i, 1, c.partitions[i as usize].clone()));
+            }
+            c.follow_leadership(again);
+            assert!(matches!(
+                c.handle("g", GroupCall::FetchOffsets(None)).await,
+                GroupAnswer::Error(ResponseError::CoordinatorLoadInProgress)
+            ));
+            c.load_pending().await;
+            let GroupAnswer::Offsets(offsets) = c.handle("g", GroupCall::FetchOffsets(None)).await
+            else {
+                panic!("expected offsets")
+            };
+            assert_eq!(offsets.len(), 1);
+            assert_eq!(offsets[0].2.as_ref().map(|c| c.offset), Some(7));
             c.close().await;
         });
     }
@@ -931,13 +951,7 @@ mod tests {
             .make()
             .unwrap()
             .run(async move {
-                let config = GroupConfig::from_broker(&broker);
-                let open = || async {
-                    let clock = Rc::new(ManualClock::new(0));
-                    let c = GroupCoordinator::new(0, 1, &broker, config, clock);
-                    c.load().await;
-                    c
-                };
+                let open = || open(&broker, Rc::new(ManualClock::new(0)));
                 let commit = |group: &str, partition: i32, offset: i64| GroupCall::Commit {
                     member_id: String::new(),
                     instance_id: None,
@@ -982,7 +996,7 @@ mod tests {
                 let partition = coordinator_partition("g", 50);
                 let c = open().await;
                 expect(&c);
-                let log = c.logs.borrow()[&partition].clone();
+                let log = c.partitions[partition as usize].log.clone();
                 assert!(log.log_start_offset() >= 1_500, "compacted");
                 assert!(log.segment_count() < 5, "old segments deleted");
                 drop(log);
@@ -1003,7 +1017,6 @@ mod tests {
             ..BrokerConfig::default()
         };
         with_coordinator(broker, 1_000_000, |broker, c, clock| async move {
-            let config = GroupConfig::from_broker(&broker);
             let commit = |partition: i32| GroupCall::Commit {
                 member_id: String::new(),
                 instance_id: None,
@@ -1045,8 +1058,7 @@ mod tests {
             assert_eq!(c.fetch("live", None).len(), 1);
             c.close().await;
             // The expiry is durable.
-            let c = GroupCoordinator::new(0, 1, &broker, config, clock);
-            c.load().await;
+            let c = open(&broker, clock).await;
             let left: Vec<i32> = c.fetch("g", None).into_iter().map(|(_, p, _)| p).collect();
             assert_eq!(left, vec![1]);
             c.close().await;

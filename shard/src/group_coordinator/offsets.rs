@@ -380,6 +380,11 @@ impl OffsetTable {
     pub fn groups(&self) -> impl Iterator<Item = &String> {
         self.groups.keys()
     }
+
+    /// Drops the offsets of the groups `which` picks (a coordinator partition led elsewhere).
+    pub fn forget_groups(&mut self, which: impl Fn(&str) -> bool) {
+        self.groups.retain(|group, _| !which(group));
+    }
 }
 
 #[cfg(test)]

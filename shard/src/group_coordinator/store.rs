@@ -1,6 +1,9 @@
-//! The coordinator's durable side: the coordinator partitions' logs under
-//! `<log.dir>/__consumer_offsets/<partition>/`. Loading (replay, start-up compaction),
-//! appending offsets and membership snapshots, the timed flush and offsets expiry.
+//! The coordinator's durable side: each group lives in one partition of the replicated
+//! `__consumer_offsets` topic, and a shard coordinates the groups of the partitions it holds
+//! and this broker leads (Kafka's `GroupMetadataManager`). A partition this broker starts to
+//! lead is replayed (loading, with start-up compaction); one it stops leading has its groups
+//! dropped. Offsets and membership snapshots are appended with acks=all, so an acknowledged
+//! commit survives its coordinator; offsets expiry.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -10,9 +13,10 @@ use kafka_protocol::ResponseError;
 use spate_core::record_batch::{build_batch, split};
 use spate_log::PartitionLog;
 
-use super::group::{Group, GroupSnapshot, GroupState};
+use super::group::{Group, GroupSnapshot, GroupState, JoinResult};
 use super::offsets::{batch_values, OffsetRecord};
-use super::{coordinator_partition, GroupCoordinator, OFFSETS_DIR};
+use super::{coordinator_partition, GroupCoordinator, OFFSETS_TOPIC};
+use crate::partition::{Partition, ACKS_ALL};
 
 /// Start-up compaction runs on a partition that replayed at least this many records...
 const COMPACT_MIN_RECORDS: usize = 1_000;
@@ -21,38 +25,104 @@ const COMPACT_RATIO: usize = 2;
 /// Records per batch of a compaction checkpoint.
 const CHECKPOINT_BATCH_RECORDS: usize = 500;
 
+/// A coordinator partition this broker leads, on this shard.
+pub(super) struct Led {
+    pub(super) partition: Rc<Partition>,
+    /// The leader epoch its groups were (or are being) loaded at.
+    pub(super) epoch: i32,
+    pub(super) state: LoadState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LoadState {
+    /// Waiting to be replayed: its groups answer COORDINATOR_LOAD_IN_PROGRESS.
+    Loading,
+    Loaded,
+    /// Its log could not be read: its groups answer COORDINATOR_NOT_AVAILABLE rather than
+    /// being served without their offsets (consumers would silently reset).
+    Failed,
+}
+
 impl GroupCoordinator {
-    /// Opens the coordinator partitions this shard owns that exist on disk and replays
-    /// them. Until it is done, calls get COORDINATOR_LOAD_IN_PROGRESS. A partition that
-    /// cannot be read is logged and its groups answer COORDINATOR_NOT_AVAILABLE from then
-    /// on: better than serving them without their offsets (consumers would silently reset).
-    pub async fn load(&self) {
-        let mut snapshots = HashMap::new();
-        match std::fs::read_dir(&self.dir) {
-            Ok(entries) => {
-                for entry in entries.flatten() {
-                    let Some(partition) = entry
-                        .file_name()
-                        .to_str()
-                        .and_then(|n| n.parse::<i32>().ok())
-                    else {
-                        continue;
-                    };
-                    if self.owns_partition(partition) {
-                        self.load_partition(partition, &mut snapshots).await;
-                    }
+    /// Takes the coordinator partitions this broker now leads on this shard, as
+    /// (partition, leader epoch, partition). Partitions led anew, or at a new epoch, wait
+    /// for `load_pending`; the groups of partitions no longer led are dropped, and their
+    /// waiting joins and syncs answered NOT_COORDINATOR.
+    pub fn follow_leadership(&self, led: Vec<(i32, i32, Rc<Partition>)>) {
+        let lost: Vec<i32> = self
+            .led
+            .borrow()
+            .iter()
+            .filter(|(p, l)| !led.iter().any(|(q, e, _)| q == *p && *e == l.epoch))
+            .map(|(p, _)| *p)
+            .collect();
+        for partition in lost {
+            self.led.borrow_mut().remove(&partition);
+            self.unload(partition);
+            tracing::info!(
+                shard = self.shard,
+                "no longer coordinating {OFFSETS_TOPIC}-{partition}"
+            );
+        }
+        let mut current = self.led.borrow_mut();
+        for (partition, epoch, p) in led {
+            current.entry(partition).or_insert(Led {
+                partition: p,
+                epoch,
+                state: LoadState::Loading,
+            });
+        }
+    }
+
+    /// Replays every led partition still waiting to be loaded, one at a time.
+    pub(crate) async fn load_pending(&self) {
+        loop {
+            let next = self
+                .led
+                .borrow()
+                .iter()
+                .find(|(_, l)| l.state == LoadState::Loading)
+                .map(|(i, l)| (*i, l.epoch, l.partition.clone()));
+            let Some((index, epoch, partition)) = next else {
+                return;
+            };
+            let state = match self.load(index, &partition).await {
+                Ok(records) => {
+                    tracing::info!(
+                        shard = self.shard,
+                        "coordinating {OFFSETS_TOPIC}-{index} at leader epoch {epoch}: \
+                         replayed {records} records"
+                    );
+                    LoadState::Loaded
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "{OFFSETS_TOPIC}-{index}: {e}. Its groups answer \
+                         COORDINATOR_NOT_AVAILABLE until its leadership changes"
+                    );
+                    LoadState::Failed
+                }
+            };
+            let mut led = self.led.borrow_mut();
+            match led.get_mut(&index) {
+                Some(l) if l.epoch == epoch && l.state == LoadState::Loading => l.state = state,
+                // Leadership moved on while loading: what was replayed is not ours.
+                _ => {
+                    drop(led);
+                    self.unload(index);
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::error!(
-                    "cannot read {}: {e}; the groups of shard {} are unavailable",
-                    self.dir.display(),
-                    self.shard
-                );
-                let owned = (0..self.config.offsets_partitions).filter(|p| self.owns_partition(*p));
-                self.failed.borrow_mut().extend(owned);
-            }
+        }
+    }
+
+    /// Replays one partition into the offsets table and the groups, and compacts it.
+    /// Returns the records replayed.
+    async fn load(&self, index: i32, partition: &Partition) -> Result<usize, String> {
+        let mut snapshots = HashMap::new();
+        let records = self.replay(index, &partition.log, &mut snapshots).await?;
+        if let Err(e) = self.compact(index, partition, records, &snapshots).await {
+            // The state is loaded all the same; the next load tries again.
+            tracing::warn!("{OFFSETS_TOPIC}-{index}: {e}");
         }
         let now = self.clock.now_ms();
         let mut groups = self.groups.borrow_mut();
@@ -62,47 +132,54 @@ impl GroupCoordinator {
                 Group::restore(&id, self.config.limits, snapshot, now),
             );
         }
-        drop(groups);
-        self.loaded.set(true);
+        Ok(records)
     }
 
-    async fn load_partition(&self, partition: i32, snapshots: &mut HashMap<String, GroupSnapshot>) {
-        let replayed = match self.log(partition).await {
-            Ok(log) => match self.replay(partition, &log, snapshots).await {
-                Ok(records) => self
-                    .compact(partition, &log, records, snapshots)
-                    .await
-                    .map(|()| records),
-                Err(e) => Err(e),
-            },
-            Err(_) => Err("cannot open the log (see above)".to_string()),
-        };
-        match replayed {
-            Ok(records) => tracing::info!(
-                shard = self.shard,
-                "replayed {records} offset records of {OFFSETS_DIR}/{partition}"
-            ),
-            Err(e) => {
-                tracing::error!(
-                    "{OFFSETS_DIR}/{partition} under {}: {e}. Its groups answer \
-                     COORDINATOR_NOT_AVAILABLE until the directory is repaired or removed \
-                     (removing it loses their committed offsets)",
-                    self.dir.display()
-                );
-                self.failed.borrow_mut().insert(partition);
+    /// Forgets the groups and offsets of a partition this shard no longer coordinates.
+    fn unload(&self, index: i32) {
+        let n = self.config.offsets_partitions;
+        let mine = |group: &str| coordinator_partition(group, n) == index;
+        self.groups.borrow_mut().retain(|id, _| !mine(id));
+        self.offsets.borrow_mut().forget_groups(|g| mine(g));
+        self.joins.borrow_mut().retain(|(group, member), tx| {
+            let keep = !mine(group);
+            if !keep {
+                let _ = tx.try_send(JoinResult::error(ResponseError::NotCoordinator, member));
             }
+            keep
+        });
+        self.syncs.borrow_mut().retain(|(group, _), tx| {
+            let keep = !mine(group);
+            if !keep {
+                let _ = tx.try_send(Err(ResponseError::NotCoordinator));
+            }
+            keep
+        });
+    }
+
+    /// Whether a group's partition is loaded here: the error to answer otherwise. The
+    /// caller has checked that the metadata names this broker as the partition's leader,
+    /// so a partition not led here yet is one whose table is still being applied (its log
+    /// opened): loading, as far as the client is concerned.
+    pub(super) fn check_loaded(&self, group_id: &str) -> Result<(), ResponseError> {
+        let index = coordinator_partition(group_id, self.config.offsets_partitions);
+        match self.led.borrow().get(&index).map(|l| l.state) {
+            Some(LoadState::Loaded) => Ok(()),
+            Some(LoadState::Loading) | None => Err(ResponseError::CoordinatorLoadInProgress),
+            Some(LoadState::Failed) => Err(ResponseError::CoordinatorNotAvailable),
         }
     }
 
     /// Start-up compaction (spate-log has no log compaction): when a replayed partition
     /// held many more records than live entries, its live state is appended as a
     /// checkpoint, flushed, and the log start moved to it, so the old records' segments
-    /// are deleted and the next start replays only the checkpoint and what followed.
-    /// A crash at any step leaves a log that replays to the same state.
+    /// are deleted (on the followers too, which follow the leader's log start) and the next
+    /// load replays only the checkpoint and what followed. A crash at any step leaves a log
+    /// that replays to the same state.
     async fn compact(
         &self,
-        partition: i32,
-        log: &PartitionLog,
+        index: i32,
+        partition: &Partition,
         replayed: usize,
         snapshots: &HashMap<String, GroupSnapshot>,
     ) -> Result<(), String> {
@@ -111,7 +188,7 @@ impl GroupCoordinator {
         {
             let table = self.offsets.borrow();
             for group in table.groups() {
-                if coordinator_partition(group, n) != partition {
+                if coordinator_partition(group, n) != index {
                     continue;
                 }
                 for (topic, p, committed) in table.all(group) {
@@ -125,44 +202,45 @@ impl GroupCoordinator {
             }
         }
         for (group, snapshot) in snapshots {
-            if coordinator_partition(group, n) == partition {
-                live.push(OffsetRecord::GroupMetadata {
-                    group: group.clone(),
-                    snapshot: snapshot.clone(),
-                });
-            }
+            live.push(OffsetRecord::GroupMetadata {
+                group: group.clone(),
+                snapshot: snapshot.clone(),
+            });
         }
         if replayed < COMPACT_MIN_RECORDS || replayed < COMPACT_RATIO * live.len() {
             return Ok(());
         }
-        let what = format!("compacting {OFFSETS_DIR}/{partition}");
-        let start = log.log_end_offset();
+        let what = format!("compacting {OFFSETS_TOPIC}-{index}");
+        let start = partition.log.log_end_offset();
         for chunk in live.chunks(CHECKPOINT_BATCH_RECORDS) {
-            self.append_to(partition, chunk)
+            self.append_to(index, partition, chunk)
                 .await
                 .map_err(|e| format!("{what}: append failed ({e:?})"))?;
         }
-        log.flush().await.map_err(|e| format!("{what}: {e}"))?;
-        log.delete_before(start)
+        partition
+            .log
+            .flush()
             .await
             .map_err(|e| format!("{what}: {e}"))?;
+        partition
+            .delete_records(start)
+            .await
+            .map_err(|e| format!("{what}: {e:?}"))?;
         tracing::info!(
             shard = self.shard,
-            "compacted {OFFSETS_DIR}/{partition}: {replayed} records down to {}",
+            "compacted {OFFSETS_TOPIC}-{index}: {replayed} records down to {}",
             live.len()
         );
         Ok(())
     }
 
-    /// Replays one coordinator partition: offsets into the table, the last membership
-    /// snapshot of each group into `snapshots`.
     async fn replay(
         &self,
-        partition: i32,
+        index: i32,
         log: &PartitionLog,
         snapshots: &mut HashMap<String, GroupSnapshot>,
     ) -> Result<usize, String> {
-        let what = format!("{OFFSETS_DIR}/{partition}");
+        let what = format!("{OFFSETS_TOPIC}-{index}");
         let mut offset = log.log_start_offset();
         let end = log.log_end_offset();
         let mut count = 0;
@@ -215,77 +293,41 @@ impl GroupCoordinator {
         Ok(count)
     }
 
-    /// The log of coordinator partition `partition`, opened (created) on first use.
-    async fn log(&self, partition: i32) -> Result<Rc<PartitionLog>, ResponseError> {
-        if let Some(log) = self.logs.borrow().get(&partition) {
-            return Ok(log.clone());
-        }
-        let _permit = self
-            .opening
-            .acquire_permit(1)
-            .await
-            .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
-        if let Some(log) = self.logs.borrow().get(&partition) {
-            return Ok(log.clone());
-        }
-        let dir = self.dir.join(partition.to_string());
-        let log = PartitionLog::open(&dir, self.log_config.clone(), self.clock.clone())
-            .await
-            .map_err(|e| {
-                tracing::error!("cannot open {}: {e}", dir.display());
-                ResponseError::CoordinatorNotAvailable
-            })?;
-        // Everything in it is committed: one replica.
-        log.set_high_watermark(log.log_end_offset());
-        self.logs.borrow_mut().insert(partition, log.clone());
-        Ok(log)
-    }
-
-    /// Appends offset records for `group`; returns the log offset of the first.
+    /// Appends records to the group's coordinator partition once every in-sync replica has
+    /// them; returns the offset of the first.
     pub(super) async fn append(
         &self,
         group: &str,
         records: &[OffsetRecord],
     ) -> Result<i64, ResponseError> {
-        let partition = coordinator_partition(group, self.config.offsets_partitions);
-        self.append_to(partition, records).await
+        let index = coordinator_partition(group, self.config.offsets_partitions);
+        let partition = match self.led.borrow().get(&index) {
+            Some(l) if l.state == LoadState::Loaded => l.partition.clone(),
+            _ => return Err(ResponseError::NotCoordinator),
+        };
+        self.append_to(index, &partition, records).await
     }
 
     async fn append_to(
         &self,
-        partition: i32,
+        index: i32,
+        partition: &Partition,
         records: &[OffsetRecord],
     ) -> Result<i64, ResponseError> {
-        let log = self.log(partition).await?;
         let values: Vec<Vec<u8>> = records.iter().map(OffsetRecord::encode).collect();
         let batch = build_batch(self.clock.now_ms(), &values);
-        match log.append(BytesMut::from(&batch[..]), 0).await {
-            Ok(info) => {
-                log.set_high_watermark(info.last_offset + 1);
-                Ok(info.base_offset)
-            }
+        match partition
+            .produce(BytesMut::from(&batch[..]), ACKS_ALL, self.commit_timeout)
+            .await
+        {
+            Ok(result) => Ok(result.base_offset),
             Err(e) => {
-                tracing::error!("appending to {OFFSETS_DIR}/{partition} failed: {e}");
-                // Kafka answers a failed offsets append as a coordinator problem, so the
-                // client retries.
-                Err(ResponseError::CoordinatorNotAvailable)
+                tracing::warn!("appending to {OFFSETS_TOPIC}-{index} failed: {e:?}");
+                Err(commit_error(e))
             }
         }
     }
 
-    /// Flushes and closes the logs (shutdown).
-    pub async fn close(&self) {
-        let logs: Vec<_> = self.logs.borrow_mut().drain().collect();
-        for (partition, log) in logs {
-            if let Err(e) = log.close().await {
-                tracing::error!("closing {OFFSETS_DIR}/{partition} failed: {e}");
-            }
-        }
-    }
-
-    /// `offsets.retention.minutes`: deletes (with tombstones) the offsets of groups without
-    /// members whose last commit is older than the retention. A group with members keeps
-    /// them, whatever their age.
     pub(super) async fn expire_offsets(&self, now: i64) {
         if now - self.last_expiry_ms.get() < self.config.retention_check_interval_ms {
             return;
@@ -331,31 +373,6 @@ impl GroupCoordinator {
         }
     }
 
-    /// `log.flush.interval.ms` for the offsets logs: a log that took commits and then went
-    /// quiet is still flushed on time (appends only flush when they arrive).
-    pub(super) async fn flush_due(&self, now: i64) {
-        let Some(interval) = self.log_config.flush_ms.filter(|ms| *ms > 0) else {
-            return;
-        };
-        if now - self.last_flush_ms.get() < interval as i64 {
-            return;
-        }
-        self.last_flush_ms.set(now);
-        let logs: Vec<_> = self
-            .logs
-            .borrow()
-            .iter()
-            .map(|(p, l)| (*p, l.clone()))
-            .collect();
-        for (partition, log) in logs {
-            if log.recovery_point() < log.log_end_offset() {
-                if let Err(e) = log.flush().await {
-                    tracing::error!("flushing {OFFSETS_DIR}/{partition} failed: {e}");
-                }
-            }
-        }
-    }
-
     /// Records the group's membership if the call ended a rebalance (Stable) or emptied it.
     pub(super) async fn persist_if_settled(&self, group_id: &str, before: (GroupState, i32)) {
         let after = self.settled_state(group_id);
@@ -380,5 +397,19 @@ impl GroupCoordinator {
                 "recording the group's members failed: {e:?}"
             );
         }
+    }
+}
+
+/// What an offset commit answers when its append fails: Kafka's mapping in
+/// `GroupMetadataManager.storeOffsets`.
+fn commit_error(e: ResponseError) -> ResponseError {
+    match e {
+        ResponseError::NotLeaderOrFollower
+        | ResponseError::FencedLeaderEpoch
+        | ResponseError::KafkaStorageError => ResponseError::NotCoordinator,
+        ResponseError::MessageTooLarge
+        | ResponseError::RecordListTooLarge
+        | ResponseError::InvalidFetchSize => ResponseError::InvalidCommitOffsetSize,
+        _ => ResponseError::CoordinatorNotAvailable,
     }
 }
