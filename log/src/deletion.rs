@@ -33,7 +33,7 @@ pub(crate) struct Removed {
 }
 
 /// `path` with `.deleted` appended.
-pub fn deleted_path(path: &Path) -> PathBuf {
+fn deleted_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(DELETED_SUFFIX);
     PathBuf::from(name)
