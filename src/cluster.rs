@@ -24,6 +24,9 @@ pub fn settings(config: &BrokerConfig) -> ClusterSettings {
         listen: config.controller_listen.clone(),
         broker_session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
         unclean_leader_election_enable: config.unclean_leader_election_enable,
+        leader_rebalance_interval: config
+            .auto_leader_rebalance_enable
+            .then(|| Duration::from_secs(config.leader_imbalance_check_interval_seconds)),
         ..ControllerSettings::new(metadata_dir(config))
     });
     let broker = roles.broker.then(|| {

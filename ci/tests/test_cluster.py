@@ -9,7 +9,7 @@ import struct
 from dataclasses import dataclass
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, ElectionType, KafkaError, KafkaException, TopicPartition
 
 from cluster_util import (
     CLIENT_CONF,
@@ -374,6 +374,61 @@ def test_committed_offsets_survive_their_coordinator_being_killed(make_cluster):
     restart_broker(cluster, coordinator)
     kafka.wait_partition("__consumer_offsets", p, "every replica in sync", fully_in_sync)
     assert committed(cluster.bootstrap, group, topic) == 12
+
+
+# --- preferred leaders ---
+
+
+def move_leadership_away(cluster: Cluster, kafka: Kafka, topic: str, partition: int) -> int:
+    """SIGKILLs the partition's preferred replica (its leader), waits for another leader,
+    restarts it and waits until it is back in sync. Returns its id."""
+    state = kafka.wait_partition(topic, partition, "every replica in sync", fully_in_sync)
+    preferred = state.replicas[0]
+    assert state.leader == preferred, f"a new partition is led by its first replica: {state}"
+    cluster.node(preferred).kill()
+    kafka.wait_partition(
+        topic, partition, f"a leader other than {preferred}",
+        lambda s: s.leader not in (NO_LEADER, preferred),
+    )
+    restart_broker(cluster, preferred)
+    kafka.wait_partition(topic, partition, "every replica in sync", fully_in_sync)
+    return preferred
+
+
+def test_elect_leaders_gives_the_lead_back_to_the_preferred_replica(make_cluster):
+    """With auto.leader.rebalance.enable off, a restarted preferred replica catches up but
+    leads nothing; AdminClient.elect_leaders(PREFERRED) makes it lead again, with every
+    record in place; asked again, the election is not needed."""
+    cluster = make_cluster(settings={"auto.leader.rebalance.enable": False})
+    kafka = Kafka(cluster)
+    topic = kafka.create_topic(1)
+    written = values("before", 20)
+    produce_all(cluster.bootstrap, topic, written)
+    preferred = move_leadership_away(cluster, kafka, topic, 0)
+    assert kafka.partition(topic, 0).leader != preferred
+    tp = [TopicPartition(topic, 0)]
+    elected = kafka.admin.elect_leaders(ElectionType.PREFERRED, tp).result(timeout=60)
+    assert list(elected.values()) == [None], elected
+    kafka.wait_partition(topic, 0, f"broker {preferred} leading", lambda s: s.leader == preferred)
+    assert_partition_serves(cluster, topic, written)
+    again = kafka.admin.elect_leaders(ElectionType.PREFERRED, tp).result(timeout=60)
+    [error] = again.values()
+    assert error is not None and error.code() == KafkaError.ELECTION_NOT_NEEDED, again
+
+
+def test_leaders_move_back_to_their_preferred_replicas_on_their_own(make_cluster):
+    """auto.leader.rebalance.enable (on by default), checked every second here: after a
+    broker restarts and catches up, the partitions it is the preferred replica of are led
+    by it again without anyone asking."""
+    cluster = make_cluster(settings={"leader.imbalance.check.interval.seconds": 1})
+    kafka = Kafka(cluster)
+    topic = kafka.create_topic(3)
+    preferred = move_leadership_away(cluster, kafka, topic, 0)
+    for p in range(3):
+        kafka.wait_partition(
+            topic, p, "its preferred replica leading", lambda s: s.leader == s.replicas[0]
+        )
+    assert kafka.partition(topic, 0).leader == preferred
 
 
 # --- isolation ---

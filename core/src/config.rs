@@ -93,6 +93,10 @@ pub struct BrokerConfig {
     /// `unclean.leader.election.enable`: let an out-of-sync replica become leader (may lose
     /// acknowledged records) rather than wait for an in-sync one.
     pub unclean_leader_election_enable: bool,
+    /// `auto.leader.rebalance.enable`: the active controller moves leaders back to their
+    /// preferred replicas every `leader.imbalance.check.interval.seconds`.
+    pub auto_leader_rebalance_enable: bool,
+    pub leader_imbalance_check_interval_seconds: u64,
     /// `group.min.session.timeout.ms`: the shortest session timeout a group member may ask for.
     pub group_min_session_timeout_ms: i32,
     /// `group.max.session.timeout.ms`: the longest session timeout a group member may ask for.
@@ -158,6 +162,8 @@ impl Default for BrokerConfig {
             spin_before_park_us: 0,
             min_insync_replicas: 1,
             unclean_leader_election_enable: false,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: 300,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             group_max_size: 1_000,
@@ -882,6 +888,20 @@ static KEYS: &[Key] = &[
         },
     },
     Key {
+        name: "auto.leader.rebalance.enable",
+        apply: |p, f| {
+            p.cfg.auto_leader_rebalance_enable = f.boolean()?;
+            Ok(())
+        },
+    },
+    Key {
+        name: "leader.imbalance.check.interval.seconds",
+        apply: |p, f| {
+            p.cfg.leader_imbalance_check_interval_seconds = f.int(1, I32_MAX)? as u64;
+            Ok(())
+        },
+    },
+    Key {
         name: "group.min.session.timeout.ms",
         apply: |p, f| {
             p.cfg.group_min_session_timeout_ms = f.int(0, I32_MAX)? as i32;
@@ -1074,6 +1094,8 @@ mod tests {
              producer.id.expiration.ms: 3600000\n\
              min.insync.replicas: 2\n\
              unclean.leader.election.enable: true\n\
+             auto.leader.rebalance.enable: false\n\
+             leader.imbalance.check.interval.seconds: 30\n\
              io.memory.bytes: 4194304\n\
              spin.before.park.us: 50\n\
              group.min.session.timeout.ms: 1000\n\
@@ -1134,6 +1156,8 @@ mod tests {
             spin_before_park_us: 50,
             min_insync_replicas: 2,
             unclean_leader_election_enable: true,
+            auto_leader_rebalance_enable: false,
+            leader_imbalance_check_interval_seconds: 30,
             group_min_session_timeout_ms: 1000,
             group_max_session_timeout_ms: 60_000,
             group_max_size: 50,

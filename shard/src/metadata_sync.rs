@@ -91,27 +91,7 @@ impl Shard {
         >,
         applied: impl Fn(&TopicTable) -> bool,
     ) -> Result<(), TopicError> {
-        let outcome = futures_lite::future::or(async { Some(foreign(write).await) }, async {
-            glommio::timer::sleep(METADATA_WRITE_TIMEOUT).await;
-            None
-        })
-        .await;
-        match outcome {
-            None => return Err(timed_out()),
-            Some(Err(e)) => {
-                return Err(TopicError {
-                    error: ResponseError::NotController,
-                    message: e.to_string(),
-                })
-            }
-            Some(Ok(CommandOutcome::Refused(refusal))) => {
-                return Err(TopicError {
-                    error: refusal.error(),
-                    message: refusal.message,
-                })
-            }
-            Some(Ok(_)) => {}
-        }
+        committed(write).await?;
         if self.wait_for_table(applied, METADATA_WRITE_TIMEOUT).await {
             Ok(())
         } else {
@@ -146,6 +126,32 @@ impl Shard {
             false
         })
         .await
+    }
+}
+
+/// Waits (on any shard) until the controller has committed a write, and returns what it did;
+/// a refusal is an error.
+pub(crate) async fn committed(
+    write: impl std::future::Future<
+        Output = Result<CommandOutcome, crate::controller::client::LinkError>,
+    >,
+) -> Result<CommandOutcome, TopicError> {
+    let outcome = futures_lite::future::or(async { Some(foreign(write).await) }, async {
+        glommio::timer::sleep(METADATA_WRITE_TIMEOUT).await;
+        None
+    })
+    .await;
+    match outcome {
+        None => Err(timed_out()),
+        Some(Err(e)) => Err(TopicError {
+            error: ResponseError::NotController,
+            message: e.to_string(),
+        }),
+        Some(Ok(CommandOutcome::Refused(refusal))) => Err(TopicError {
+            error: refusal.error(),
+            message: refusal.message,
+        }),
+        Some(Ok(outcome)) => Ok(outcome),
     }
 }
 

@@ -7,16 +7,18 @@
 //! - Through the controller ([`TopicChange`]): CreatePartitions adds partitions, the config
 //!   APIs replace a topic's (or the broker's) overrides. Once the image carrying the change
 //!   is applied, each shard opens the new partitions and hands the changed settings to its
-//!   open logs (`apply_topic_configs`).
+//!   open logs (`apply_topic_configs`). ElectLeaders answers once the controller has
+//!   committed the elections; brokers and clients learn the new leaders from the next
+//!   image, as from Kafka's controller.
 
 use kafka_protocol::ResponseError;
 use spate_core::config::BrokerConfig;
 use spate_core::topic_config::TopicConfig;
 use spate_log::ProducerInfo;
 
-use crate::controller::commands::Command;
+use crate::controller::commands::{Command, CommandOutcome, Election};
 use crate::messages::{Reply, Request, TopicError};
-use crate::metadata_sync::shutting_down;
+use crate::metadata_sync::{committed, shutting_down};
 use crate::partition::NO_EPOCH_CHECK;
 use crate::shard::Shard;
 use crate::topic_config::topic_settings;
@@ -74,6 +76,26 @@ pub enum TopicChange {
 const HIGH_WATERMARK: i64 = -1;
 
 impl Shard {
+    /// ElectLeaders: preferred (or, `unclean`, any live replica) leaders for `partitions`
+    /// (`None`: every partition), one result per partition (see `Command::ElectLeaders`).
+    pub async fn elect_leaders(
+        &self,
+        unclean: bool,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Result<Vec<Election>, TopicError> {
+        let command = Command::ElectLeaders {
+            unclean,
+            partitions,
+        };
+        match committed(self.cluster.submit(command)).await? {
+            CommandOutcome::Elected(elections) => Ok(elections),
+            other => Err(TopicError {
+                error: ResponseError::UnknownServerError,
+                message: format!("unexpected answer to ElectLeaders: {other:?}"),
+            }),
+        }
+    }
+
     /// Runs `queries` on partitions that shard `owner` owns; one answer each, in order.
     pub async fn query_partitions(
         &self,

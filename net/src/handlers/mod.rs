@@ -219,7 +219,7 @@ pub async fn dispatch(
         ),
         ApiKey::ElectLeaders => respond(
             &ctx,
-            elect_leaders::handle(&ctx, decode(&mut frame, version)?),
+            elect_leaders::handle(&ctx, decode(&mut frame, version)?).await,
         ),
         ApiKey::DescribeProducers => respond(
             &ctx,

@@ -76,6 +76,12 @@ impl ClusterImage {
                 self.elect_offline_partitions();
                 Ok(CommandOutcome::Applied)
             }
+            Command::ElectLeaders {
+                unclean,
+                partitions,
+            } => Ok(CommandOutcome::Elected(
+                self.elect_leaders(unclean, partitions),
+            )),
             Command::AlterPartition {
                 topic,
                 partition,

@@ -253,6 +253,113 @@ fn fencing_moves_leadership_along_the_isr_in_replica_order() {
     assert_eq!((p.leader, p.isr.clone(), p.leader_epoch), (2, vec![2], 3));
 }
 
+/// Runs ElectLeaders and returns (topic, partition, error) per result.
+fn elect(
+    log: &mut Log,
+    unclean: bool,
+    partitions: Option<Vec<(&str, i32)>>,
+) -> Vec<(String, i32, Option<ResponseError>)> {
+    let partitions = partitions.map(|ps| ps.into_iter().map(|(t, p)| (t.to_string(), p)).collect());
+    match log.apply(Command::ElectLeaders {
+        unclean,
+        partitions,
+    }) {
+        CommandOutcome::Elected(results) => results
+            .into_iter()
+            .map(|e| (e.topic, e.partition, e.refusal.map(|r| r.error())))
+            .collect(),
+        other => panic!("expected elections, got {other:?}"),
+    }
+}
+
+#[test]
+fn preferred_election_moves_leadership_back_once_the_preferred_replica_is_in_sync() {
+    let mut log = three_brokers();
+    log.create("t", vec![vec![1, 2, 3], vec![2, 3, 1]]);
+    log.fence(1);
+    assert_eq!(log.part("t", 0).leader, 2);
+    let t0 = ("t", 0);
+    let not_available = Some(ResponseError::PreferredLeaderNotAvailable);
+    // Dead, then alive but out of sync: not available.
+    assert_eq!(
+        elect(&mut log, false, Some(vec![t0])),
+        vec![("t".into(), 0, not_available)]
+    );
+    log.unfence(1);
+    assert_eq!(
+        elect(&mut log, false, Some(vec![t0])),
+        vec![("t".into(), 0, not_available)]
+    );
+    assert!(log.image.imbalanced_partitions().is_empty());
+    // Back in sync: the rebalance would move it, and an election does.
+    log.alter_isr("t", 0, vec![2, 3, 1]);
+    assert_eq!(
+        log.image.imbalanced_partitions(),
+        vec![("t".to_string(), 0)]
+    );
+    let before = log.part("t", 0).clone();
+    let all = elect(&mut log, false, None);
+    assert_eq!(
+        all,
+        vec![("t".into(), 0, None)],
+        "only elected partitions are listed"
+    );
+    let after = log.part("t", 0).clone();
+    assert_eq!((after.leader, after.isr.clone()), (1, vec![2, 3, 1]));
+    assert_eq!(after.leader_epoch, before.leader_epoch + 1);
+    assert!(log.image.imbalanced_partitions().is_empty());
+    assert_eq!(
+        elect(
+            &mut log,
+            false,
+            Some(vec![t0, ("t", 1), ("t", 2), ("nope", 0)])
+        ),
+        vec![
+            ("t".into(), 0, Some(ResponseError::ElectionNotNeeded)),
+            ("t".into(), 1, Some(ResponseError::ElectionNotNeeded)),
+            ("t".into(), 2, Some(ResponseError::UnknownTopicOrPartition)),
+            (
+                "nope".into(),
+                0,
+                Some(ResponseError::UnknownTopicOrPartition)
+            ),
+        ]
+    );
+}
+
+#[test]
+fn unclean_election_gives_a_leaderless_partition_any_live_replica() {
+    let mut log = three_brokers();
+    log.create("t", vec![vec![1, 2, 3]]);
+    for b in [3, 2, 1] {
+        log.fence(b);
+    }
+    assert_eq!(log.part("t", 0).leader, NO_LEADER);
+    let t0 = Some(vec![("t", 0)]);
+    assert_eq!(
+        elect(&mut log, true, t0.clone()),
+        vec![(
+            "t".into(),
+            0,
+            Some(ResponseError::EligibleLeadersNotAvailable)
+        )]
+    );
+    // 3 left the ISR first: with unclean election off it cannot lead, but asked for an
+    // unclean election it does, alone in the ISR.
+    log.unfence(3);
+    assert_eq!(log.part("t", 0).leader, NO_LEADER);
+    assert_eq!(
+        elect(&mut log, true, t0.clone()),
+        vec![("t".into(), 0, None)]
+    );
+    let p = log.part("t", 0);
+    assert_eq!((p.leader, p.isr.clone()), (3, vec![3]));
+    assert_eq!(
+        elect(&mut log, true, t0),
+        vec![("t".into(), 0, Some(ResponseError::ElectionNotNeeded))]
+    );
+}
+
 #[test]
 fn fence_and_unfence_check_the_broker_epoch() {
     let mut log = three_brokers();
@@ -570,6 +677,8 @@ enum Op {
         stale: bool,
     },
     SetUncleanDefault(bool),
+    /// ElectLeaders over every partition, unclean or preferred.
+    Elect(bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -586,6 +695,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0..4usize, 0..3usize, any::<u8>(), any::<bool>())
             .prop_map(|(topic, partition, members, stale)| Op::AlterIsr { topic, partition, members, stale }),
         1 => any::<bool>().prop_map(Op::SetUncleanDefault),
+        1 => any::<bool>().prop_map(Op::Elect),
     ]
 }
 
@@ -703,14 +813,26 @@ impl Log {
                     unclean_leader_election_enable: u,
                 });
             }
+            Op::Elect(unclean) => {
+                self.apply(Command::ElectLeaders {
+                    unclean,
+                    partitions: None,
+                });
+            }
         }
     }
 }
 
-fn check_invariants(before: &ClusterImage, after: &ClusterImage) -> Result<(), TestCaseError> {
+/// `asked_unclean`: the change was an unclean ElectLeaders, which may elect an out-of-sync
+/// replica whatever the topic's setting.
+fn check_invariants(
+    before: &ClusterImage,
+    after: &ClusterImage,
+    asked_unclean: bool,
+) -> Result<(), TestCaseError> {
     let alive = |id: i32| after.brokers.get(&id).is_some_and(|b| !b.fenced);
     for (name, t) in &after.topics {
-        let unclean = after.unclean_election_enabled(&t.config);
+        let unclean = asked_unclean || after.unclean_election_enabled(&t.config);
         for (i, p) in t.partitions.iter().enumerate() {
             prop_assert!(!p.isr.is_empty(), "{name}-{i}: empty ISR");
             prop_assert!(
@@ -788,7 +910,7 @@ proptest! {
         for (seq, op) in ops.iter().enumerate() {
             let before = log.image.clone();
             log.run(op, seq);
-            check_invariants(&before, &log.image)?;
+            check_invariants(&before, &log.image, matches!(op, Op::Elect(true)))?;
         }
         // Determinism: replaying the log gives the same image.
         let mut replay = ClusterImage::default();

@@ -73,6 +73,14 @@ pub enum Command {
         changes: BTreeMap<String, Option<String>>,
         replace: bool,
     },
+    /// ElectLeaders (KIP-460): the preferred replica (the first) takes the lead where it is
+    /// alive and in sync, or, with `unclean`, a partition without a leader takes any live
+    /// replica. `None`: every partition. Also proposed by the active controller itself to
+    /// move leaders back to their preferred replicas (`auto.leader.rebalance.enable`).
+    ElectLeaders {
+        unclean: bool,
+        partitions: Option<Vec<(String, i32)>>,
+    },
     /// A leader changes its partition's ISR (shrink or expand).
     AlterPartition {
         topic: String,
@@ -94,8 +102,19 @@ pub enum CommandOutcome {
     },
     /// The partition's state after an AlterPartition.
     Partition(PartitionAssignment),
+    /// One result per partition an ElectLeaders named; for every partition (`None`), only
+    /// those that got a new leader.
+    Elected(Vec<Election>),
     /// Nothing changed.
     Refused(Refusal),
+}
+
+/// One partition's ElectLeaders result: `None` when it got a new leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Election {
+    pub topic: String,
+    pub partition: i32,
+    pub refusal: Option<Refusal>,
 }
 
 /// A refused command: a Kafka error code and a message saying why.

@@ -5,6 +5,9 @@
 
 use std::collections::BTreeMap;
 
+use kafka_protocol::ResponseError;
+
+use super::commands::{Election, Refusal};
 use super::image::{BrokerRegistration, ClusterImage, PartitionAssignment, NO_LEADER};
 
 /// Kafka's topic (and dynamic broker) config name.
@@ -78,6 +81,112 @@ impl ClusterImage {
                 }
             }
         }
+    }
+}
+
+impl ClusterImage {
+    /// ElectLeaders (see [`Command::ElectLeaders`](super::commands::Command)), with
+    /// Kafka's answers: ELECTION_NOT_NEEDED when the preferred replica already leads (or,
+    /// unclean, the partition has a leader), PREFERRED_LEADER_NOT_AVAILABLE when it is dead
+    /// or out of sync, ELIGIBLE_LEADERS_NOT_AVAILABLE when no replica is alive.
+    pub(crate) fn elect_leaders(
+        &mut self,
+        unclean: bool,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Vec<Election> {
+        let every = partitions.is_none();
+        let wanted = partitions.unwrap_or_else(|| {
+            self.topics
+                .iter()
+                .flat_map(|(name, t)| (0..).zip(&t.partitions).map(|(i, _)| (name.clone(), i)))
+                .collect()
+        });
+        let brokers = &self.brokers;
+        let mut results = Vec::new();
+        for (topic, partition) in wanted {
+            let found = self.topics.get_mut(&topic).and_then(|t| {
+                usize::try_from(partition)
+                    .ok()
+                    .and_then(|i| t.partitions.get_mut(i))
+            });
+            let refusal = match found {
+                None => Some(Refusal::new(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("{topic}-{partition} does not exist"),
+                )),
+                Some(p) if unclean => elect_unclean(p, brokers),
+                Some(p) => elect_preferred(p, brokers),
+            };
+            if !every || refusal.is_none() {
+                results.push(Election {
+                    topic,
+                    partition,
+                    refusal,
+                });
+            }
+        }
+        results
+    }
+
+    /// Partitions whose preferred replica could lead (alive, in sync) but does not: what
+    /// the active controller's leader rebalance moves back.
+    pub fn imbalanced_partitions(&self) -> Vec<(String, i32)> {
+        self.topics
+            .iter()
+            .flat_map(|(name, t)| {
+                (0..).zip(&t.partitions).filter_map(|(i, p)| {
+                    let preferred = *p.replicas.first()?;
+                    let could = preferred != p.leader
+                        && p.isr.contains(&preferred)
+                        && is_alive(&self.brokers, preferred);
+                    could.then(|| (name.clone(), i))
+                })
+            })
+            .collect()
+    }
+}
+
+fn elect_preferred(
+    p: &mut PartitionAssignment,
+    brokers: &BTreeMap<i32, BrokerRegistration>,
+) -> Option<Refusal> {
+    let preferred = p.replicas.first().copied().unwrap_or(NO_LEADER);
+    if p.leader == preferred {
+        return Some(Refusal::new(
+            ResponseError::ElectionNotNeeded,
+            format!("broker {preferred}, the preferred replica, already leads"),
+        ));
+    }
+    if !p.isr.contains(&preferred) || !is_alive(brokers, preferred) {
+        return Some(Refusal::new(
+            ResponseError::PreferredLeaderNotAvailable,
+            format!("the preferred replica, broker {preferred}, is not alive and in sync"),
+        ));
+    }
+    let isr = p.isr.clone();
+    change(p, preferred, isr);
+    None
+}
+
+fn elect_unclean(
+    p: &mut PartitionAssignment,
+    brokers: &BTreeMap<i32, BrokerRegistration>,
+) -> Option<Refusal> {
+    if p.leader != NO_LEADER {
+        return Some(Refusal::new(
+            ResponseError::ElectionNotNeeded,
+            format!("broker {} leads", p.leader),
+        ));
+    }
+    match elect(&p.replicas, &p.isr, brokers, true) {
+        Some((leader, isr)) => {
+            change(p, leader, isr);
+            None
+        }
+        None => Some(Refusal::new(
+            ResponseError::EligibleLeadersNotAvailable,
+            "no replica is alive",
+        )),
     }
 }
 

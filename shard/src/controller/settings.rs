@@ -46,6 +46,9 @@ pub struct ControllerSettings {
     pub election_timeout: Duration,
     /// Take a Raft snapshot (and purge the log before it) after this many entries.
     pub snapshot_after_entries: u64,
+    /// `leader.imbalance.check.interval.seconds` when `auto.leader.rebalance.enable`: how
+    /// often the active controller moves leaders back to their preferred replicas.
+    pub leader_rebalance_interval: Option<Duration>,
 }
 
 /// The broker role.
@@ -73,6 +76,7 @@ impl ControllerSettings {
             unclean_leader_election_enable: false,
             election_timeout: Duration::from_millis(1000),
             snapshot_after_entries: 5000,
+            leader_rebalance_interval: Some(Duration::from_secs(300)),
         }
     }
 }

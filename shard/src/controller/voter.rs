@@ -339,7 +339,7 @@ impl Voter {
 
     /// The active controller's duties, until `shutdown` turns true: on becoming active,
     /// announce itself (cluster id, unclean default) and give every broker a fresh session;
-    /// while active, fence brokers whose session expired.
+    /// while active, fence brokers whose session expired and rebalance leaders.
     pub(crate) async fn run_duties(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let timeout = self.settings.broker_session_timeout;
         let mut tick = tokio::time::interval(
@@ -347,6 +347,7 @@ impl Voter {
         );
         let mut metrics = self.raft.metrics();
         let mut was_active = false;
+        let mut last_rebalance = Instant::now();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -379,7 +380,38 @@ impl Voter {
             was_active = active;
             if active {
                 self.fence_expired(timeout).await;
+                if let Some(interval) = self.settings.leader_rebalance_interval {
+                    if last_rebalance.elapsed() >= interval {
+                        last_rebalance = Instant::now();
+                        self.rebalance_leaders().await;
+                    }
+                }
             }
+        }
+    }
+
+    /// Kafka's `auto.leader.rebalance.enable`: partitions led by another replica than
+    /// their preferred one, while that one is alive and in sync, get it back as leader, so
+    /// leadership spreads evenly again after brokers restart.
+    async fn rebalance_leaders(&self) {
+        let partitions = self.image().imbalanced_partitions();
+        if partitions.is_empty() {
+            return;
+        }
+        tracing::info!(
+            "controller {}: moving {} partition leaders back to their preferred replicas",
+            self.node_id,
+            partitions.len()
+        );
+        let command = Command::ElectLeaders {
+            unclean: false,
+            partitions: Some(partitions),
+        };
+        if let Err(response) = self.propose(command).await {
+            tracing::info!(
+                "controller {}: leader rebalance not committed: {response:?}",
+                self.node_id
+            );
         }
     }
 
