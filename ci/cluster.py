@@ -207,37 +207,22 @@ class NodeDied(RuntimeError):
     """A node that should be running has exited."""
 
 
-class Node:
-    """One `spate serve` process with its own profile, data directory, ports and log file;
-    restartable on the same ports and data."""
+class Process:
+    """One `spate serve` process and its log file: started (and waited for until it listens),
+    stopped with SIGTERM (SIGKILL after a bounded wait), killed, restarted. Subclasses give
+    the command line and the port that says it is up."""
 
-    def __init__(self, node_id: int, roles: tuple, root: Path, binary: Path):
-        self.node_id = node_id
-        self.roles = roles
+    def __init__(self, binary: Path, log_path: Path):
         self.binary = binary
-        self.dir = root / f"node-{node_id}"
-        self.data_dir = self.dir / "data"
-        self.config_path = self.dir / "profile.yaml"
-        self.log_path = root / f"node-{node_id}.log"
-        self.broker_port = free_port() if self.is_broker else None
-        self.controller_port = free_port() if self.is_controller else None
-        # Where other nodes and clients dial this broker: the port itself, or a proxy's.
-        self.advertised_port = self.broker_port
+        self.log_path = log_path
         self.proc = None
         self.starts = 0
 
-    @property
-    def is_broker(self) -> bool:
-        return "broker" in self.roles
+    def command(self) -> list:
+        raise NotImplementedError
 
-    @property
-    def is_controller(self) -> bool:
-        return "controller" in self.roles
-
-    @property
-    def address(self) -> str:
-        """The advertised broker address, `127.0.0.1:PORT`."""
-        return f"{HOST}:{self.advertised_port}"
+    def listen_port(self) -> int:
+        raise NotImplementedError
 
     @property
     def running(self) -> bool:
@@ -247,10 +232,6 @@ class Node:
     def pid(self):
         return self.proc.pid if self.proc is not None else None
 
-    def __repr__(self) -> str:
-        state = f"pid {self.pid}" if self.running else "down"
-        return f"node {self.node_id} ({'+'.join(self.roles)}, {state})"
-
     def log_tail(self, lines: int = 40) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
@@ -259,15 +240,14 @@ class Node:
         return "\n".join(text.splitlines()[-lines:])
 
     def start(self, timeout: float = START_TIMEOUT_S) -> None:
-        """Starts the process and waits until its listener (broker's, else controller's)
-        accepts connections. Registration with the controllers is Cluster's to wait for."""
+        """Starts the process and waits until it accepts connections."""
         self.launch()
         self.wait_listening(timeout)
 
     def launch(self) -> None:
         """Starts the process without waiting for it."""
         assert self.proc is None, f"{self} already running"
-        cmd = [str(self.binary), "serve", "--config", str(self.config_path)]
+        cmd = self.command()
         self.starts += 1
         with open(self.log_path, "ab") as log:
             log.write(f"\n=== start {self.starts}: {' '.join(cmd)}\n".encode())
@@ -288,9 +268,7 @@ class Node:
             )
 
     def wait_listening(self, timeout: float = START_TIMEOUT_S) -> None:
-        """Waits until the broker listener (else the controller listener) accepts
-        connections; a broker listens once it has registered with the quorum."""
-        port = self.broker_port or self.controller_port
+        port = self.listen_port()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
@@ -307,7 +285,7 @@ class Node:
         if self.proc is not None and self.proc.poll() is not None:
             code = self.proc.returncode
             self.proc = None
-            raise NodeDied(f"node {self.node_id} exited with {code}:\n{self.log_tail()}")
+            raise NodeDied(f"{self} exited with {code}:\n{self.log_tail()}")
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
         """SIGTERM and wait (SIGKILL after `timeout`, then raise). Returns the exit code."""
@@ -329,9 +307,7 @@ class Node:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            raise RuntimeError(
-                f"node {self.node_id} ignored SIGTERM for {timeout}s:\n{self.log_tail()}"
-            )
+            raise RuntimeError(f"{self} ignored SIGTERM for {timeout}s:\n{self.log_tail()}")
 
     def kill(self) -> None:
         """SIGKILL: the crash case (no flush, no clean-shutdown marker, no goodbye)."""
@@ -343,6 +319,48 @@ class Node:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+class Node(Process):
+    """A cluster node: its own profile, data directory, ports and log file; restartable on
+    the same ports and data. `start` waits for the broker listener (else the controller
+    listener); a broker listens once it has registered with the quorum, which is Cluster's
+    to wait for."""
+
+    def __init__(self, node_id: int, roles: tuple, root: Path, binary: Path):
+        super().__init__(binary, root / f"node-{node_id}.log")
+        self.node_id = node_id
+        self.roles = roles
+        self.dir = root / f"node-{node_id}"
+        self.data_dir = self.dir / "data"
+        self.config_path = self.dir / "profile.yaml"
+        self.broker_port = free_port() if self.is_broker else None
+        self.controller_port = free_port() if self.is_controller else None
+        # Where other nodes and clients dial this broker: the port itself, or a proxy's.
+        self.advertised_port = self.broker_port
+
+    @property
+    def is_broker(self) -> bool:
+        return "broker" in self.roles
+
+    @property
+    def is_controller(self) -> bool:
+        return "controller" in self.roles
+
+    @property
+    def address(self) -> str:
+        """The advertised broker address, `127.0.0.1:PORT`."""
+        return f"{HOST}:{self.advertised_port}"
+
+    def __repr__(self) -> str:
+        state = f"pid {self.pid}" if self.running else "down"
+        return f"node {self.node_id} ({'+'.join(self.roles)}, {state})"
+
+    def command(self) -> list:
+        return [str(self.binary), "serve", "--config", str(self.config_path)]
+
+    def listen_port(self) -> int:
+        return self.broker_port or self.controller_port
 
 
 class Cluster:

@@ -4,7 +4,6 @@ partition back, waiting for a state with a deadline, and reading a replica's log
 its segment files (Kafka's on-disk format) to say what each replica holds."""
 
 import struct
-import sys
 import threading
 import time
 import uuid
@@ -15,10 +14,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from support import REPO
-
-sys.path.insert(0, str(REPO / "ci"))
-from cluster import Cluster  # noqa: E402,F401  (ci/ is not a package; tests import it from here)
+import support  # noqa: F401  (puts ci/ on the path for `cluster`)
+from cluster import Cluster  # noqa: E402,F401
 
 # Upper bound for any wait on the cluster (fencing, elections, catch-up). Generous: the debug
 # build shares two cores with the clients and other jobs. Never an assertion about speed.

@@ -3,135 +3,49 @@
 The binary is `$SPATE_BIN`, else `$CARGO_TARGET_DIR/debug/spate`, else `target/debug/spate`
 (build it with `cargo build --bin spate`). Each broker gets its own data directory and a free
 port on 127.0.0.1; it is stopped with SIGTERM (then SIGKILL) when the test ends. A broker that
-died on its own during a test fails that test with the tail of its log.
+died on its own during a test fails that test with the tail of its log. The process handling
+is ci/cluster.py's, shared with the cluster tests.
 """
 
-import os
-import signal
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from support import REPO, free_port
-
-START_TIMEOUT_S = 30
-STOP_TIMEOUT_S = 15
+from cluster import Process, default_binary
 
 
-def spate_binary() -> Path:
-    if os.environ.get("SPATE_BIN"):
-        return Path(os.environ["SPATE_BIN"])
-    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
-    if not target.is_absolute():
-        target = REPO / target
-    return target / "debug" / "spate"
-
-
-class Broker:
-    """One `spate serve` process; restartable on the same data directory and port."""
+class Broker(Process):
+    """One single-node `spate serve` (its own one-voter controller); restartable on the same
+    data directory and port."""
 
     def __init__(self, binary: Path, data_dir: Path, log_path: Path, config=None):
-        self.binary = binary
+        super().__init__(binary, log_path)
         self.data_dir = data_dir
-        self.log_path = log_path
         self.config = config
         self.port = free_port()
-        self.proc = None
-        self.starts = 0
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+    def __repr__(self) -> str:
+        return f"broker {self.bootstrap} ({f'pid {self.pid}' if self.running else 'down'})"
 
-    def start(self) -> None:
-        assert self.proc is None, "broker already running"
-        cmd = [
-            str(self.binary),
-            "serve",
-            "--data-dir",
-            str(self.data_dir),
-            "--listen",
-            self.bootstrap,
-        ]
+    def command(self) -> list:
+        cmd = [str(self.binary), "serve", "--data-dir", str(self.data_dir), "--listen",
+               self.bootstrap]
         if self.config is not None:
             cmd += ["--config", str(self.config)]
-        self.starts += 1
-        log = open(self.log_path, "ab")
-        log.write(f"\n=== start {self.starts}: {' '.join(cmd)}\n".encode())
-        log.flush()
-        env = dict(os.environ, RUST_BACKTRACE="1")
-        self.proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
-        )
-        log.close()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                self.proc = None
-                raise RuntimeError(
-                    f"spate exited with {code} during start-up:\n{self.log_tail()}"
-                )
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                    # A connect to a free port from the ephemeral range can pick that same
-                    # port as its own and connect to itself (TCP simultaneous open): that
-                    # is not the broker listening.
-                    if s.getsockname() != s.getpeername():
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        self.kill()
-        raise RuntimeError(
-            f"spate did not accept connections on {self.bootstrap} within "
-            f"{START_TIMEOUT_S}s:\n{self.log_tail()}"
-        )
+        return cmd
 
-    def stop(self) -> int:
-        """SIGTERM, then SIGKILL if it does not exit. Returns the exit code."""
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return 0
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"spate had already exited with {proc.returncode}:\n{self.log_tail()}"
-            )
-        proc.send_signal(signal.SIGTERM)
-        try:
-            return proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise RuntimeError(
-                f"spate ignored SIGTERM for {STOP_TIMEOUT_S}s:\n{self.log_tail()}"
-            )
-
-    def kill(self) -> None:
-        """SIGKILL: the crash case. No chance to flush or write a clean-shutdown marker."""
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
+    def listen_port(self) -> int:
+        return self.port
 
 
 @pytest.fixture(scope="session")
 def spate_bin() -> Path:
-    path = spate_binary()
+    path = default_binary()
     if not path.is_file():
         pytest.fail(f"no spate binary at {path}: run `cargo build --bin spate` or set SPATE_BIN")
     return path

@@ -2,7 +2,7 @@
 partition served back exactly what was acknowledged, in order, with keys, values, headers and
 timestamps intact."""
 
-import socket
+import sys
 import time
 import uuid
 from collections import defaultdict
@@ -20,24 +20,11 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "ci"))
+from cluster import free_port  # noqa: E402,F401  (ci/ is not a package; tests import it from here)
 
 # 256 distinct bytes to cut value padding from: values are binary and of varying length.
 PAD = bytes(range(256)) * 2
-
-_ports_handed_out = set()
-
-
-def free_port() -> int:
-    """A port nothing listens on now, never the same twice in this run: the broker binds with
-    SO_REUSEPORT, so a port reused too early could be shared by two brokers."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _ports_handed_out:
-            _ports_handed_out.add(port)
-            return port
-
 
 @dataclass(frozen=True)
 class Msg:

@@ -10,7 +10,6 @@ committed shows up as consumed twice)."""
 
 import asyncio
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -18,7 +17,7 @@ import sys
 import threading
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 
 import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
