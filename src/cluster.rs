@@ -103,14 +103,7 @@ pub fn import(link: &BrokerLink, table: TopicTable) -> Result<(), String> {
             (String::new(), &overrides.cluster_default),
         ] {
             if !pairs.is_empty() {
-                commands.push(Command::AlterBrokerConfig {
-                    resource,
-                    changes: pairs
-                        .iter()
-                        .map(|(k, v)| (k.clone(), Some(v.clone())))
-                        .collect(),
-                    replace: true,
-                });
+                commands.push(Command::replace_broker_config(resource, pairs.clone()));
             }
         }
         for command in commands {

@@ -71,6 +71,21 @@ impl Shard {
         }
     }
 
+    /// Runs a metadata request answered with one result per item (`count` of them) on shard
+    /// 0; `unpack` takes the results out of the reply. Without an answer (shutdown) every
+    /// item gets "shutting down".
+    pub(crate) async fn on_metadata_shard<T>(
+        &self,
+        request: Request,
+        count: usize,
+        unpack: impl FnOnce(Reply) -> Option<Vec<Result<T, TopicError>>>,
+    ) -> Vec<Result<T, TopicError>> {
+        self.call_metadata_shard(request)
+            .await
+            .and_then(unpack)
+            .unwrap_or_else(|| (0..count).map(|_| Err(shutting_down())).collect())
+    }
+
     /// Commits `command` through the controller, then waits until this shard's table shows
     /// its effect on every shard (`applied`), so the caller answers with the change visible.
     /// Runs on shard 0.
@@ -162,7 +177,7 @@ fn timed_out() -> TopicError {
     }
 }
 
-pub(crate) fn shutting_down() -> TopicError {
+fn shutting_down() -> TopicError {
     TopicError {
         error: ResponseError::BrokerNotAvailable,
         message: "the broker is shutting down".into(),

@@ -18,7 +18,7 @@ use spate_log::ProducerInfo;
 
 use crate::controller::commands::{Command, CommandOutcome, Election};
 use crate::messages::{Reply, Request, TopicError};
-use crate::metadata_sync::{committed, shutting_down};
+use crate::metadata_sync::committed;
 use crate::partition::NO_EPOCH_CHECK;
 use crate::shard::Shard;
 use crate::topic_config::topic_settings;
@@ -163,10 +163,11 @@ impl Shard {
             changes,
             validate_only,
         };
-        match self.call_metadata_shard(request).await {
-            Some(Reply::TopicChanges(results)) => results,
-            _ => vec![Err(shutting_down()); count],
-        }
+        self.on_metadata_shard(request, count, |reply| match reply {
+            Reply::TopicChanges(results) => Some(results),
+            _ => None,
+        })
+        .await
     }
 
     pub(crate) async fn change_topics_here(
@@ -194,11 +195,7 @@ impl Shard {
                 if validate_only {
                     return Ok(());
                 }
-                let command = Command::AlterTopicConfig {
-                    topic: topic.clone(),
-                    changes: replacing(config.pairs()),
-                    replace: true,
-                };
+                let command = Command::replace_topic_config(topic.clone(), config.pairs());
                 self.write_metadata(command, |t| {
                     t.get(&topic).is_some_and(|info| info.config == config)
                 })
@@ -274,11 +271,7 @@ impl Shard {
             if now == wanted {
                 continue;
             }
-            let command = Command::AlterBrokerConfig {
-                resource,
-                changes: replacing(wanted.clone()),
-                replace: true,
-            };
+            let command = Command::replace_broker_config(resource, wanted.clone());
             self.write_metadata(command, |t| t.broker_overrides() == overrides)
                 .await?;
         }
@@ -320,13 +313,6 @@ impl Shard {
                 .set_producer_id_expiration_ms(broker.producer_id_expiration_ms);
         }
     }
-}
-
-/// Overrides as a controller change that sets each of them (with `replace`, the others go).
-fn replacing(
-    pairs: std::collections::BTreeMap<String, String>,
-) -> std::collections::BTreeMap<String, Option<String>> {
-    pairs.into_iter().map(|(k, v)| (k, Some(v))).collect()
 }
 
 /// The partition count of `topic`, or UNKNOWN_TOPIC_OR_PARTITION.

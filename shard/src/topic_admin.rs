@@ -8,7 +8,6 @@ use crate::controller::assignment::assign_replicas;
 use crate::controller::commands::Command;
 use crate::controller::image::{PartitionAssignment, NO_LEADER};
 use crate::messages::{NewReplicas, NewTopic, Reply, Request, TopicError};
-use crate::metadata_sync::shutting_down;
 use crate::shard::Shard;
 use crate::topics::{validate_topic_name, TopicInfo, TopicTable};
 
@@ -25,22 +24,22 @@ impl Shard {
             topics,
             validate_only,
         };
-        match self.call_metadata_shard(request).await {
-            Some(Reply::CreateTopics(results)) => results,
-            _ => vec![Err(shutting_down()); count],
-        }
+        self.on_metadata_shard(request, count, |reply| match reply {
+            Reply::CreateTopics(results) => Some(results),
+            _ => None,
+        })
+        .await
     }
 
     /// Deletes topics one after another; one result per name, in order.
     pub async fn delete_topics(&self, names: Vec<String>) -> Vec<Result<(), TopicError>> {
         let count = names.len();
-        match self
-            .call_metadata_shard(Request::DeleteTopics { names })
-            .await
-        {
-            Some(Reply::DeleteTopics(results)) => results,
-            _ => vec![Err(shutting_down()); count],
-        }
+        let request = Request::DeleteTopics { names };
+        self.on_metadata_shard(request, count, |reply| match reply {
+            Reply::DeleteTopics(results) => Some(results),
+            _ => None,
+        })
+        .await
     }
 
     pub(crate) async fn create_topics_here(

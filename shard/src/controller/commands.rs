@@ -92,6 +92,30 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// An AlterTopicConfig that makes `pairs` the topic's only overrides.
+    pub fn replace_topic_config(topic: String, pairs: BTreeMap<String, String>) -> Command {
+        Command::AlterTopicConfig {
+            topic,
+            changes: setting(pairs),
+            replace: true,
+        }
+    }
+
+    /// An AlterBrokerConfig that makes `pairs` the resource's only overrides.
+    pub fn replace_broker_config(resource: String, pairs: BTreeMap<String, String>) -> Command {
+        Command::AlterBrokerConfig {
+            resource,
+            changes: setting(pairs),
+            replace: true,
+        }
+    }
+}
+
+fn setting(pairs: BTreeMap<String, String>) -> BTreeMap<String, Option<String>> {
+    pairs.into_iter().map(|(k, v)| (k, Some(v))).collect()
+}
+
 /// What applying a command did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandOutcome {
