@@ -40,23 +40,25 @@ fn deleted_path(path: &Path) -> PathBuf {
 }
 
 /// Renames the segments' files (`.log` and indexes) to `.deleted`, oldest first, so that a
-/// crash part-way leaves a suffix of the log. Missing index files are skipped.
+/// crash part-way leaves a suffix of the log. Missing index files are skipped. One job on
+/// glommio's blocking thread, as the caller holds the write lock.
 pub(crate) async fn mark_deleted(dir: &Path, removed: &[Removed]) -> Result<(), LogError> {
-    for seg in removed {
-        for suffix in segment::SUFFIXES {
-            let path = segment::file_path(dir, seg.base, suffix);
-            match glommio::io::rename(&path, deleted_path(&path)).await {
-                Ok(()) => {}
-                Err(e) => {
-                    let e = std::io::Error::from(e);
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        return Err(LogError::io(&path, e));
+    let paths: Vec<PathBuf> = removed
+        .iter()
+        .flat_map(|seg| segment::SUFFIXES.map(|suffix| segment::file_path(dir, seg.base, suffix)))
+        .collect();
+    glommio::executor()
+        .spawn_blocking(move || {
+            paths
+                .iter()
+                .try_for_each(|path| match std::fs::rename(path, deleted_path(path)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        Err(LogError::io(path, e))
                     }
-                }
-            }
-        }
-    }
-    Ok(())
+                    _ => Ok(()),
+                })
+        })
+        .await
 }
 
 /// Unlinks the `.deleted` files of `removed` in the background: once no read holds a
