@@ -3,9 +3,9 @@
 //! A segment leaving the log (retention, DeleteRecords, truncation) has its files renamed to
 //! `<name>.deleted` at once, so its name is free for a later segment at the same base offset
 //! and a crash leaves nothing that looks like log data (open removes `.deleted` files). The
-//! files are unlinked later, on a helper thread: on ext4, and more so on a disk mounted with
-//! `discard`, unlinking a large file (freeing its pages and blocks) can take milliseconds,
-//! which on the shard's thread would stall every partition it serves.
+//! files are unlinked later, on a helper thread: on ext4 an unlink of a segment file took up
+//! to 4 ms under load (docs/benchmarks.md, finding 6), and on the shard's thread that
+//! stalls every partition it serves.
 //!
 //! Reads in flight keep a deleted segment readable: its `.log` is unlinked only once no
 //! `ReadSlice` holds it any more (Kafka instead waits `file.delete.delay.ms`). The shard

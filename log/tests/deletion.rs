@@ -131,3 +131,27 @@ fn a_new_segment_at_the_base_of_one_being_deleted_survives_its_unlink() {
         assert_eq!(read_all(&log, 0).await, new_data);
     });
 }
+
+#[test]
+fn delete_records_frees_the_segments_below_the_new_log_start() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Rc::new(ManualClock::new(0));
+        let log = open(dir.path(), small_segments(1_000), &clock).await;
+        for i in 0..40 {
+            log.append(batch(0, 1, 100, i), 0).await.unwrap();
+        }
+        log.set_high_watermark(30);
+        let before = log.segment_count();
+        assert_eq!(log.delete_before(30).await.unwrap(), 30);
+        assert!(log.segment_count() < before);
+        deleted_files_disappear(dir.path()).await;
+        assert_eq!(names_with(dir.path(), ".log").len(), log.segment_count());
+        // The new log start is on disk once delete_before returns: a crash reopens at it.
+        let crashed = crash_snapshot(dir.path());
+        drop(log);
+        let log = open(crashed.path(), small_segments(1_000), &clock).await;
+        assert_eq!(log.log_start_offset(), 30);
+        assert_eq!(read_all(&log, 30).await.first().unwrap().0, 30);
+    });
+}
