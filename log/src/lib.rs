@@ -19,6 +19,7 @@ mod clock;
 mod config;
 mod deletion;
 mod error;
+mod inline_write;
 mod leader_epoch;
 mod offset_index;
 mod partition_log;

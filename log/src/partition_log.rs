@@ -502,7 +502,14 @@ impl PartitionLog {
     /// Takes the write lock and writes everything staged.
     async fn write_round(&self) {
         match self.lock().await {
-            Ok(_permit) => self.write_staged().await,
+            Ok(_permit) => {
+                // Let the tasks ready to run stage their appends first: a write from this
+                // thread (`inline_write`) does not yield, so without this each append that
+                // woke the writer would go out alone. (Holding the lock meanwhile keeps a
+                // duplicate's wait for "a round is done" true.)
+                glommio::executor().yield_now().await;
+                self.write_staged().await
+            }
             Err(e) => {
                 let f = WriteFailure::of(&e, &self.dir);
                 let staged = std::mem::take(&mut self.state.borrow_mut().staged);

@@ -13,6 +13,7 @@ use spate_core::record_batch::{BatchHeader, BATCH_HEADER_LEN};
 
 use crate::config::LogConfig;
 use crate::error::LogError;
+use crate::inline_write;
 use crate::offset_index::OffsetIndex;
 use crate::time_index::TimeIndex;
 
@@ -101,15 +102,19 @@ impl SegmentFile {
         Ok(buf)
     }
 
-    /// Writes all of `buf` at `position`. `write_at` takes the buffer, so a short write
-    /// (the disk filled up mid-way) is reported as an error; the caller cuts the file back.
+    /// Writes all of `buf` at `position`, from this thread when it can (`inline_write`),
+    /// else through io_uring. A short write (the disk filled up mid-way) is reported as an
+    /// error; the caller cuts the file back.
     pub(crate) async fn write_all_at(&self, buf: Vec<u8>, position: u64) -> Result<(), LogError> {
         let len = buf.len();
-        let written = self
-            .file
-            .write_at(buf, position)
-            .await
-            .map_err(|e| LogError::io(&self.path, e))?;
+        let written = match inline_write::write_at(self.file.as_raw_fd(), &buf, position) {
+            Some(result) => result.map_err(|e| LogError::io(&self.path, e))?,
+            None => self
+                .file
+                .write_at(buf, position)
+                .await
+                .map_err(|e| LogError::io(&self.path, e))?,
+        };
         if written != len {
             return Err(LogError::io(
                 &self.path,
