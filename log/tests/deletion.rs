@@ -7,18 +7,8 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
 
-use common::{batch, crash_snapshot, open, read_all, run, small_segments};
+use common::{batch, crash_snapshot, names_with, open, read_all, run, small_segments};
 use spate_log::{LogConfig, ManualClock, PartitionLog};
-
-fn names_with(dir: &Path, suffix: &str) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(suffix))
-        .collect();
-    names.sort();
-    names
-}
 
 /// Waits until no `.deleted` file is left in `dir` (the background unlink is done). The
 /// bound only keeps a broken deleter from hanging the test.

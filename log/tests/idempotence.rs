@@ -7,7 +7,7 @@ mod common;
 use std::rc::Rc;
 
 use bytes::BytesMut;
-use common::{open, run, small_segments};
+use common::{names_with, open, run, small_segments};
 use kafka_protocol::ResponseError;
 use spate_core::record_batch;
 use spate_log::{LogConfig, LogError, ManualClock, PRODUCER_SNAPSHOT_SUFFIX};
@@ -135,13 +135,7 @@ fn concurrent_retries_of_a_staged_batch_wait_for_its_write() {
 }
 
 fn snapshots(dir: &std::path::Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(PRODUCER_SNAPSHOT_SUFFIX))
-        .collect();
-    names.sort();
-    names
+    names_with(dir, PRODUCER_SNAPSHOT_SUFFIX)
 }
 
 #[test]

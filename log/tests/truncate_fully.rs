@@ -8,7 +8,7 @@ use std::path::Path;
 use std::rc::Rc;
 
 use bytes::BytesMut;
-use common::{batch, open, read_all, run, small_segments};
+use common::{batch, names_with, open, read_all, run, small_segments};
 use spate_core::record_batch;
 use spate_log::{
     LogConfig, LogError, ManualClock, PartitionLog, HIGH_WATERMARK_FILE, LEADER_EPOCH_FILE,
@@ -39,16 +39,6 @@ async fn filled(dir: &Path, clock: &Rc<ManualClock>) -> Rc<PartitionLog> {
     log.flush().await.unwrap();
     assert!(log.segment_count() > 3);
     log
-}
-
-fn names_with(dir: &Path, suffix: &str) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(suffix))
-        .collect();
-    names.sort();
-    names
 }
 
 /// The log is empty at `at`, and appends (as leader and as follower) continue there.

@@ -37,6 +37,17 @@ pub fn batch(timestamp: i64, count: usize, value_len: usize, tag: u64) -> BytesM
     BytesMut::from(&record_batch::build_batch(timestamp, &values)[..])
 }
 
+/// The names of the files in `dir` ending in `suffix`, sorted.
+pub fn names_with(dir: &Path, suffix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(suffix))
+        .collect();
+    names.sort();
+    names
+}
+
 pub fn small_segments(segment_bytes: u64) -> LogConfig {
     LogConfig {
         segment_bytes,
