@@ -35,6 +35,17 @@ mod topic_admin;
 pub mod topic_config;
 pub mod topics;
 
+/// Runs `test` to its end on a fresh executor of this thread, with a small io_uring memory
+/// budget (RLIMIT_MEMLOCK is 8 MiB for unprivileged users): the unit tests' executor.
+#[cfg(test)]
+pub(crate) fn run_local<T>(test: impl std::future::Future<Output = T>) -> T {
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(512 * 1024)
+        .make()
+        .expect("a test executor")
+        .run(test)
+}
+
 pub use messages::{
     AppendRequest, ListedOffset, NewReplicas, NewTopic, PartitionOffsets, ProduceResult, ReadBatch,
     ReadRequest, ReadResult, TopicError, WaitRequest,

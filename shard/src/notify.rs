@@ -88,13 +88,7 @@ mod tests {
     use super::*;
     use std::rc::Rc;
 
-    fn run(test: impl std::future::Future<Output = ()> + 'static) {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(512 * 1024)
-            .make()
-            .unwrap()
-            .run(test);
-    }
+    use crate::run_local as run;
 
     #[test]
     fn wakes_a_waiter_and_not_before() {

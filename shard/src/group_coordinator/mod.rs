@@ -734,15 +734,11 @@ mod tests {
         F: FnOnce(BrokerConfig, Opened, Rc<ManualClock>) -> Fut,
         Fut: std::future::Future<Output = ()>,
     {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(512 << 10)
-            .make()
-            .unwrap()
-            .run(async move {
-                let clock = Rc::new(ManualClock::new(start_ms));
-                let c = open(&broker, clock.clone()).await;
-                test(broker, c, clock).await;
-            });
+        crate::run_local(async move {
+            let clock = Rc::new(ManualClock::new(start_ms));
+            let c = open(&broker, clock.clone()).await;
+            test(broker, c, clock).await;
+        });
     }
 
     fn join_args(member_id: &str) -> JoinArgs {
@@ -946,65 +942,61 @@ mod tests {
             offsets_topic_segment_bytes: 16 * 1024,
             ..BrokerConfig::default()
         };
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(512 << 10)
-            .make()
-            .unwrap()
-            .run(async move {
-                let open = || open(&broker, Rc::new(ManualClock::new(0)));
-                let commit = |group: &str, partition: i32, offset: i64| GroupCall::Commit {
-                    member_id: String::new(),
-                    instance_id: None,
-                    generation: -1,
-                    offsets: vec![CommitOffset {
-                        topic: format!("topic-of-{group}"),
-                        partition,
-                        offset,
-                        leader_epoch: -1,
-                        metadata: None,
-                    }],
-                };
-                let c = open().await;
-                for i in 0..1_500 {
-                    let answer = c.handle("g", commit("g", i % 3, i64::from(i))).await;
-                    assert!(matches!(answer, GroupAnswer::Commit(r) if r == vec![Ok(())]));
-                }
-                // A deleted group's offsets must not come back with the checkpoint.
-                let deleted = (0..100)
-                    .map(|i| format!("d-{i}"))
-                    .find(|g| coordinator_partition(g, 50) == coordinator_partition("g", 50))
-                    .unwrap();
-                assert!(matches!(
-                    c.handle(&deleted, commit(&deleted, 0, 1)).await,
-                    GroupAnswer::Commit(_)
-                ));
-                assert!(matches!(
-                    c.handle(&deleted, GroupCall::Delete).await,
-                    GroupAnswer::Delete(Ok(()))
-                ));
-                c.close().await;
+        crate::run_local(async move {
+            let open = || open(&broker, Rc::new(ManualClock::new(0)));
+            let commit = |group: &str, partition: i32, offset: i64| GroupCall::Commit {
+                member_id: String::new(),
+                instance_id: None,
+                generation: -1,
+                offsets: vec![CommitOffset {
+                    topic: format!("topic-of-{group}"),
+                    partition,
+                    offset,
+                    leader_epoch: -1,
+                    metadata: None,
+                }],
+            };
+            let c = open().await;
+            for i in 0..1_500 {
+                let answer = c.handle("g", commit("g", i % 3, i64::from(i))).await;
+                assert!(matches!(answer, GroupAnswer::Commit(r) if r == vec![Ok(())]));
+            }
+            // A deleted group's offsets must not come back with the checkpoint.
+            let deleted = (0..100)
+                .map(|i| format!("d-{i}"))
+                .find(|g| coordinator_partition(g, 50) == coordinator_partition("g", 50))
+                .unwrap();
+            assert!(matches!(
+                c.handle(&deleted, commit(&deleted, 0, 1)).await,
+                GroupAnswer::Commit(_)
+            ));
+            assert!(matches!(
+                c.handle(&deleted, GroupCall::Delete).await,
+                GroupAnswer::Delete(Ok(()))
+            ));
+            c.close().await;
 
-                let expect = |c: &GroupCoordinator| {
-                    let offsets = c.fetch("g", None);
-                    let got: Vec<(i32, i64)> = offsets
-                        .into_iter()
-                        .map(|(_, p, c)| (p, c.unwrap().offset))
-                        .collect();
-                    assert_eq!(got, vec![(0, 1_497), (1, 1_498), (2, 1_499)]);
-                    assert!(c.fetch(&deleted, None).is_empty());
-                };
-                let partition = coordinator_partition("g", 50);
-                let c = open().await;
-                expect(&c);
-                let log = c.partitions[partition as usize].log.clone();
-                assert!(log.log_start_offset() >= 1_500, "compacted");
-                assert!(log.segment_count() < 5, "old segments deleted");
-                drop(log);
-                c.close().await;
-                let c = open().await;
-                expect(&c);
-                c.close().await;
-            });
+            let expect = |c: &GroupCoordinator| {
+                let offsets = c.fetch("g", None);
+                let got: Vec<(i32, i64)> = offsets
+                    .into_iter()
+                    .map(|(_, p, c)| (p, c.unwrap().offset))
+                    .collect();
+                assert_eq!(got, vec![(0, 1_497), (1, 1_498), (2, 1_499)]);
+                assert!(c.fetch(&deleted, None).is_empty());
+            };
+            let partition = coordinator_partition("g", 50);
+            let c = open().await;
+            expect(&c);
+            let log = c.partitions[partition as usize].log.clone();
+            assert!(log.log_start_offset() >= 1_500, "compacted");
+            assert!(log.segment_count() < 5, "old segments deleted");
+            drop(log);
+            c.close().await;
+            let c = open().await;
+            expect(&c);
+            c.close().await;
+        });
     }
 
     #[test]

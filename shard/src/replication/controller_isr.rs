@@ -80,17 +80,12 @@ mod tests {
             partition_epoch,
             new_isr: vec![1],
         };
-        let (committed, stale, fenced) =
-            glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-                .io_memory(512 * 1024)
-                .make()
-                .unwrap()
-                .run(async move {
-                    let committed = link.alter_partition(change(0, 0)).await;
-                    let stale = link.alter_partition(change(0, 7)).await;
-                    let fenced = link.alter_partition(change(-1, 0)).await;
-                    (committed, stale, fenced)
-                });
+        let (committed, stale, fenced) = crate::run_local(async move {
+            let committed = link.alter_partition(change(0, 0)).await;
+            let stale = link.alter_partition(change(0, 7)).await;
+            let fenced = link.alter_partition(change(-1, 0)).await;
+            (committed, stale, fenced)
+        });
         // One replica: the ISR it already has is all it can hold.
         let committed = committed.unwrap();
         assert_eq!((committed.leader, committed.isr), (1, vec![1]));

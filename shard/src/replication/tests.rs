@@ -22,13 +22,7 @@ const FOLLOWER: i32 = 2;
 const ACKS_LEADER: i16 = 1;
 const LONG: Duration = Duration::from_secs(30);
 
-fn run(test: impl std::future::Future<Output = ()> + 'static) {
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .io_memory(512 * 1024)
-        .make()
-        .unwrap()
-        .run(test);
-}
+use crate::run_local as run;
 
 /// The leader partition, as the follower's link sees it.
 struct MemoryLink {
