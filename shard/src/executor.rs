@@ -44,6 +44,19 @@ fn parse_cpu_list(list: &str) -> Option<Vec<usize>> {
     Some(cpus)
 }
 
+/// Where shard `id` of `count` runs. Shard per core: when there is one shard for each CPU
+/// this process may use (a container or taskset may allow only some), shard `id` is pinned
+/// to the `id`th of them. With fewer shards the process does not own the machine (several
+/// brokers on one host, or cores left to other programs): pinning would put every such
+/// process's first shard on the same first CPU while the others idle, so the kernel places
+/// the shards. So it does with more shards than CPUs, or without the list.
+fn placement(id: usize, count: usize, cpus: &[usize]) -> Placement {
+    match cpus.get(id) {
+        Some(cpu) if count == cpus.len() => Placement::Fixed(*cpu),
+        _ => Placement::Unbound,
+    }
+}
+
 /// The shard count to run: `config.shards`, or one per available core when it is 0.
 pub fn shard_count(config: &BrokerConfig) -> usize {
     if config.shards > 0 {
@@ -71,12 +84,7 @@ where
         let serve = serve.clone();
         let barrier = barrier.clone();
         let cluster = cluster.clone();
-        // Pin to the CPUs this process may run on (a container or taskset may allow only
-        // some), round robin; without that list, let the kernel place the shard.
-        let placement = match cpus.get(id % cpus.len().max(1)) {
-            Some(cpu) => Placement::Fixed(*cpu),
-            None => Placement::Unbound,
-        };
+        let placement = placement(id, count, &cpus);
         let builder = LocalExecutorBuilder::new(placement)
             .name(&format!("spate-shard-{id}"))
             .io_memory(config.io_memory_bytes)
@@ -126,5 +134,15 @@ mod tests {
         assert_eq!(parse_cpu_list("5"), Some(vec![5]));
         assert_eq!(parse_cpu_list("x"), None);
         assert!(!allowed_cpus().is_empty());
+    }
+
+    #[test]
+    fn shards_are_pinned_only_when_there_is_one_per_allowed_cpu() {
+        let pinned = |p: Placement| matches!(p, Placement::Fixed(_));
+        assert!(matches!(placement(1, 2, &[4, 6]), Placement::Fixed(6)));
+        // One shard on a 2-CPU host: another broker there would be pinned to CPU 4 too.
+        assert!(!pinned(placement(0, 1, &[4, 6])));
+        assert!(!pinned(placement(2, 3, &[4, 6])));
+        assert!(!pinned(placement(0, 1, &[])));
     }
 }
