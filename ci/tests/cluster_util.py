@@ -3,6 +3,7 @@
 partition back, waiting for a state with a deadline, and reading a replica's log straight from
 its segment files (Kafka's on-disk format) to say what each replica holds."""
 
+import socket
 import struct
 import threading
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from kafka.record.default_records import DefaultRecordBatchBuilder
 
 import support  # noqa: F401  (puts ci/ on the path for `cluster`)
 from cluster import Cluster  # noqa: E402,F401
@@ -345,3 +347,63 @@ def replica_records(data_dir: Path, topic: str, partition: int) -> list:
                 pos = body_end
             at = end
     return records
+
+
+class RawProducer:
+    """One connection to one broker speaking Produce v3 by hand, so a test controls what is
+    in flight: `send` writes a request without waiting, `answered` peeks for a response,
+    `receive` reads the next one. Records are built with kafka-python's batch builder."""
+
+    def __init__(self, host: str, port: int):
+        self.sock = socket.create_connection((host, port), timeout=DEADLINE_S)
+        self.correlation_id = 0
+
+    def send(self, topic: str, partition: int, value: bytes, timeout_ms: int, acks: int = -1) -> int:
+        """Sends one record; returns the request's correlation id."""
+        builder = DefaultRecordBatchBuilder(
+            magic=2, compression_type=0, is_transactional=False, producer_id=-1,
+            producer_epoch=-1, base_sequence=-1, batch_size=1 << 20,
+        )
+        builder.append(0, timestamp=None, key=None, value=value, headers=[])
+        batch = bytes(builder.build())
+        self.correlation_id += 1
+        name = topic.encode()
+        body = (
+            struct.pack(">hhih", 0, 3, self.correlation_id, 4) + b"test"  # header v1
+            + struct.pack(">hhi", -1, acks, timeout_ms)  # no transactional id
+            + struct.pack(">ih", 1, len(name)) + name
+            + struct.pack(">iii", 1, partition, len(batch)) + batch
+        )
+        self.sock.sendall(struct.pack(">i", len(body)) + body)
+        return self.correlation_id
+
+    def answered(self) -> bool:
+        """True when a response has (begun to) come back."""
+        self.sock.setblocking(False)
+        try:
+            return bool(self.sock.recv(1, socket.MSG_PEEK))
+        except BlockingIOError:
+            return False
+        finally:
+            self.sock.settimeout(DEADLINE_S)
+
+    def receive(self):
+        """The next response: (correlation id, error code, base offset) of its one partition."""
+        size = struct.unpack(">i", self._read(4))[0]
+        frame = self._read(size)
+        correlation_id, topics, name_len = struct.unpack_from(">iih", frame, 0)
+        at = 10 + name_len
+        _partitions, _index, error, base_offset = struct.unpack_from(">iihq", frame, at)
+        assert topics == 1, f"{topics} topics in a one-topic response"
+        return correlation_id, error, base_offset
+
+    def _read(self, n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            assert chunk, "the broker closed the connection"
+            buf += chunk
+        return buf
+
+    def close(self) -> None:
+        self.sock.close()

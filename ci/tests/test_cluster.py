@@ -5,6 +5,8 @@ confluent-kafka's AdminClient, brokers SIGKILLed and restarted, links cut by TCP
 Every wait has a deadline and then asserts a state (who leads, who is in sync, what was
 acknowledged, what each replica holds on disk); nothing asserts how fast it got there."""
 
+import os
+import signal
 import struct
 from dataclasses import dataclass
 
@@ -13,10 +15,12 @@ from confluent_kafka import Consumer, ElectionType, KafkaError, KafkaException, 
 
 from cluster_util import (
     CLIENT_CONF,
+    DEADLINE_S,
     NO_LEADER,
     BackgroundProducer,
     Cluster,
     Kafka,
+    RawProducer,
     fully_in_sync,
     has_leader,
     produce,
@@ -484,3 +488,34 @@ def test_isolated_leader_is_fenced_and_cannot_acknowledge(make_cluster):
     assert_partition_serves(cluster, topic, before + after)
     cluster.stop()
     assert_replicas_hold(cluster, topic, [leader] + others, before + after)
+
+
+def test_acks_all_requests_in_flight_are_appended_while_the_first_waits(make_cluster):
+    """A connection with two acks=all Produce requests in flight: the second is appended while
+    the first still waits for replicas (the followers are stopped with SIGSTOP), and both are
+    answered in order, with consecutive offsets, once the followers run again."""
+    # Failure detection slower than any wait here: the stopped followers stay in the ISR,
+    # so nothing commits while they are stopped.
+    patience_ms = 2 * DEADLINE_S * 1000
+    cluster = make_cluster(
+        settings={"broker.session.timeout.ms": patience_ms, "replica.lag.time.max.ms": patience_ms}
+    )
+    kafka = Kafka(cluster)
+    topic = kafka.create_topic(1)
+    leader = kafka.wait_full_isr(topic).leader
+    followers = [b for b in cluster.brokers if b.node_id != leader]
+    client = RawProducer("127.0.0.1", cluster.node(leader).broker_port)
+    for f in followers:
+        os.kill(f.pid, signal.SIGSTOP)
+    try:
+        # The first cannot time out (and so let the second in) before the wait's deadline.
+        first = client.send(topic, 0, b"first", timeout_ms=patience_ms)
+        second = client.send(topic, 0, b"second", timeout_ms=patience_ms)
+        wait_replica_holds(cluster, topic, [leader], [b"first", b"second"])
+        assert not client.answered(), "answered before any follower could fetch"
+    finally:
+        for f in followers:
+            os.kill(f.pid, signal.SIGCONT)
+    assert client.receive() == (first, 0, 0)
+    assert client.receive() == (second, 0, 1)
+    client.close()

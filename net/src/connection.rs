@@ -1,18 +1,24 @@
-//! One client connection: read a frame, handle it, write the response, in order. Like
-//! Kafka, a connection has one request in progress at a time, so responses keep request
-//! order; clients get concurrency from several connections and from batching.
+//! One client connection: requests are handled one at a time, in order, and their responses
+//! written in the same order. As in Kafka, a request starts only once the previous one is
+//! handled. Unlike Kafka, a Produce with acks=all counts as handled once its records are
+//! appended: its wait for the in-sync replicas overlaps the next requests (up to
+//! [`QUEUED_RESPONSES`] responses wait to be written), so the requests a producer keeps in
+//! flight are replicated together rather than one after another. Appends keep their order.
 
-use std::os::fd::AsRawFd;
+use std::cell::RefCell;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
 use futures_lite::io::BufReader;
-use futures_lite::AsyncWriteExt;
+use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
+use glommio::sync::Pass;
 use spate_shard::Shard;
 
 use crate::frame::{read_frame, FrameError};
-use crate::handlers::{dispatch, RequestError, Response};
+use crate::handlers::{dispatch, Dispatched, RequestError, Response};
 use crate::zero_copy::write_fetch_response;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +38,10 @@ enum ConnectionError {
 /// that stops reading would otherwise hold a write, and so the shutdown, forever.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Responses a connection holds before it stops reading requests: more than the five
+/// requests Kafka producers keep in flight by default.
+const QUEUED_RESPONSES: usize = 16;
+
 pub async fn run(shard: Rc<Shard>, stream: TcpStream) {
     let peer = stream
         .peer_addr()
@@ -44,7 +54,7 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream) {
     let client_host = stream
         .peer_addr()
         .map_or_else(|_| String::new(), |a| format!("/{}", a.ip()));
-    match serve_requests(&shard, BufReader::new(stream), &client_host).await {
+    match serve_requests(&shard, stream, &client_host).await {
         Ok(()) => tracing::debug!(%peer, "connection closed by the client"),
         Err(e) => tracing::warn!(%peer, "closing connection: {e}"),
     }
@@ -52,47 +62,79 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream) {
 
 async fn serve_requests(
     shard: &Rc<Shard>,
-    mut stream: BufReader<TcpStream>,
+    stream: TcpStream,
     client_host: &str,
 ) -> Result<(), ConnectionError> {
+    let socket_fd = stream.as_raw_fd();
+    let (reader, mut writer) = futures_lite::io::split(stream);
+    let (queue, queued) = local_channel::new_bounded(QUEUED_RESPONSES);
+    let read_failed = RefCell::new(None);
+    // The reader stops at the client's end, at a bad request or at shutdown, and drops the
+    // queue; the writer then writes what is queued and ends. A failed write ends both.
+    let read = async {
+        if let Err(e) = read_requests(shard, BufReader::new(reader), client_host, queue).await {
+            *read_failed.borrow_mut() = Some(e);
+        }
+        std::future::pending().await
+    };
+    let write = write_responses(&mut writer, socket_fd, queued);
+    let cut_off = async {
+        shard.until_stopping().await;
+        glommio::timer::sleep(SHUTDOWN_GRACE).await;
+        Err(ConnectionError::ShutdownGraceOver)
+    };
+    // Dropping an unfinished write is safe (the zero-copy ring cancels its ops), and the
+    // connection closes right after, so the client never sees half a response as whole.
+    futures_lite::future::or(futures_lite::future::or(write, read), cut_off).await?;
+    match read_failed.into_inner() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Reads and handles requests one at a time, queueing their responses in order.
+async fn read_requests<R: AsyncRead + Unpin>(
+    shard: &Rc<Shard>,
+    mut reader: BufReader<R>,
+    client_host: &str,
+    queue: LocalSender<(Pass, Dispatched)>,
+) -> Result<(), ConnectionError> {
     let max_size = shard.config().socket_request_max_bytes;
-    while let Some(frame) = read_frame(&mut stream, max_size).await? {
+    while let Some(frame) = read_frame(&mut reader, max_size).await? {
         // Shutting down: close the connection rather than start a request.
-        let Some(_pass) = shard.enter() else {
+        let Some(pass) = shard.enter() else {
             return Ok(());
         };
-        let request = serve_one(shard, &mut stream, frame.freeze(), client_host);
-        let cut_off = async {
-            shard.until_stopping().await;
-            glommio::timer::sleep(SHUTDOWN_GRACE).await;
-            Err(ConnectionError::ShutdownGraceOver)
-        };
-        // Dropping an unfinished write is safe (the zero-copy ring cancels its ops), and the
-        // connection closes right after, so the client never sees half a response as whole.
-        futures_lite::future::or(request, cut_off).await?;
+        let dispatched = dispatch(shard, frame.freeze(), client_host).await?;
+        if queue.send((pass, dispatched)).await.is_err() {
+            return Ok(()); // the writer failed
+        }
     }
     Ok(())
 }
 
-/// Handles one request and writes its response.
-async fn serve_one(
-    shard: &Rc<Shard>,
-    stream: &mut BufReader<TcpStream>,
-    frame: bytes::Bytes,
-    client_host: &str,
+/// Writes the queued responses in order, each once it is ready. A request's pass is held
+/// until its response is written: shutdown waits for it.
+async fn write_responses<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    socket_fd: RawFd,
+    queued: LocalReceiver<(Pass, Dispatched)>,
 ) -> Result<(), ConnectionError> {
-    match dispatch(shard, frame, client_host).await? {
-        Some(Response::Frame(bytes)) => stream
-            .write_all(&bytes)
-            .await
-            .map_err(ConnectionError::Write)?,
-        Some(Response::Fetch(segments)) => {
-            let socket_fd = stream.get_ref().as_raw_fd();
-            write_fetch_response(stream, socket_fd, segments)
+    while let Some((_pass, dispatched)) = queued.recv().await {
+        let response = match dispatched {
+            Dispatched::Now(response) => response,
+            Dispatched::Later(response) => response.await?,
+        };
+        match response {
+            Some(Response::Frame(bytes)) => writer
+                .write_all(&bytes)
                 .await
-                .map_err(ConnectionError::Write)?
+                .map_err(ConnectionError::Write)?,
+            Some(Response::Fetch(segments)) => write_fetch_response(writer, socket_fd, segments)
+                .await
+                .map_err(ConnectionError::Write)?,
+            None => {}
         }
-        None => {}
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! router's channels. Record bytes travel as `Bytes` (a reference-counted slice, no copy).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::ResponseError;
@@ -55,6 +55,30 @@ pub struct AppendRequest {
 pub struct ProduceResult {
     pub base_offset: i64,
     pub log_start_offset: i64,
+}
+
+/// A produce's append, with the `acks=all` wait still owed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub result: ProduceResult,
+    pub commit: Option<Commit>,
+}
+
+/// What an `acks=all` produce waits for: the high watermark past `last_offset` while the
+/// partition's leader epoch is still `leader_epoch`, until `deadline` (REQUEST_TIMED_OUT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Commit {
+    pub last_offset: i64,
+    pub leader_epoch: i32,
+    pub deadline: Instant,
+}
+
+/// An `acks=all` wait for one partition a shard owns.
+#[derive(Debug, Clone)]
+pub struct CommitWait {
+    pub topic: String,
+    pub partition: i32,
+    pub commit: Commit,
 }
 
 /// A read of one partition, as a Fetch asks for it.
@@ -115,6 +139,7 @@ pub struct ListedOffset {
 
 pub(crate) enum Request {
     Produce(Vec<AppendRequest>),
+    AwaitCommits(Vec<CommitWait>),
     Read(ReadBatch),
     Wait {
         partitions: Vec<WaitRequest>,
@@ -147,7 +172,8 @@ pub(crate) enum Request {
 }
 
 pub(crate) enum Reply {
-    Produce(Vec<Result<ProduceResult, ResponseError>>),
+    Produce(Vec<Result<Appended, ResponseError>>),
+    Committed(Vec<Result<(), ResponseError>>),
     Read(Vec<ReadResult<Bytes>>),
     Waited,
     ListOffset(Result<Option<ListedOffset>, ResponseError>),

@@ -13,7 +13,7 @@ use spate_log::{LogError, PartitionLog, ReadSlice};
 use uuid::Uuid;
 
 use crate::controller::image::{PartitionAssignment, NO_LEADER};
-use crate::messages::{ListedOffset, PartitionOffsets, ProduceResult};
+use crate::messages::{Appended, Commit, ListedOffset, PartitionOffsets, ProduceResult};
 use crate::notify::Notify;
 use crate::replication::leader::LeaderState;
 use crate::replication::{AlterIsr, BrokerEndpoint, Replication};
@@ -129,6 +129,22 @@ impl Partition {
         acks: i16,
         timeout: Duration,
     ) -> Result<ProduceResult, ResponseError> {
+        let appended = self.append_produced(records, acks, timeout).await?;
+        if let Some(commit) = appended.commit {
+            self.committed(commit).await?;
+        }
+        Ok(appended.result)
+    }
+
+    /// The first half of [`Partition::produce`]: the checks and the append. For `acks=all`
+    /// the answer carries the wait still owed ([`Partition::committed`]), so a connection
+    /// can append its next request meanwhile; `timeout` runs from now.
+    pub async fn append_produced(
+        &self,
+        records: BytesMut,
+        acks: i16,
+        timeout: Duration,
+    ) -> Result<Appended, ResponseError> {
         let epoch = self.check_leader(NO_EPOCH_CHECK)?;
         for batch in record_batch::split(&records) {
             let (_, header, _) = batch.map_err(|e| e.kafka_error())?;
@@ -146,13 +162,16 @@ impl Partition {
             .map_err(|e| e.kafka_error())?;
         self.maybe_advance_high_watermark();
         self.appended.notify_all();
-        if acks == ACKS_ALL {
-            self.wait_committed(info.last_offset, epoch, timeout)
-                .await?;
-        }
-        Ok(ProduceResult {
-            base_offset: info.base_offset,
-            log_start_offset: info.log_start_offset,
+        Ok(Appended {
+            result: ProduceResult {
+                base_offset: info.base_offset,
+                log_start_offset: info.log_start_offset,
+            },
+            commit: (acks == ACKS_ALL).then(|| Commit {
+                last_offset: info.last_offset,
+                leader_epoch: epoch,
+                deadline: Instant::now() + timeout,
+            }),
         })
     }
 
@@ -160,15 +179,14 @@ impl Partition {
         self.isr().len() < usize::try_from(self.min_insync_replicas.get()).unwrap_or(0)
     }
 
-    /// Waits until the high watermark passes `last_offset` while this broker still leads at
-    /// `epoch`.
-    async fn wait_committed(
-        &self,
-        last_offset: i64,
-        epoch: i32,
-        timeout: Duration,
-    ) -> Result<(), ResponseError> {
-        let deadline = Instant::now() + timeout;
+    /// The second half of an `acks=all` produce: waits until the high watermark passes the
+    /// appended records while this broker still leads at the append's epoch.
+    pub async fn committed(&self, commit: Commit) -> Result<(), ResponseError> {
+        let Commit {
+            last_offset,
+            leader_epoch: epoch,
+            deadline,
+        } = commit;
         loop {
             let seen = self.appended.version();
             if self.check_leader(epoch).is_err() || self.replication.is_stopping() {

@@ -22,7 +22,8 @@ use crate::group_coordinator::{
     coordinator_shard, GroupAnswer, GroupCall, GroupConfig, GroupCoordinator, ListedGroup,
 };
 use crate::messages::{
-    AppendRequest, ListedOffset, ProduceResult, ReadBatch, ReadResult, Reply, Request, WaitRequest,
+    AppendRequest, Appended, CommitWait, ListedOffset, ReadBatch, ReadResult, Reply, Request,
+    WaitRequest,
 };
 use crate::notify::Notify;
 use crate::partition::{read_slice_to_bytes, Partition};
@@ -197,18 +198,36 @@ impl Shard {
 
     /// Appends to partitions that shard `owner` owns, concurrently (so their writes share
     /// group commits): one message to that shard however many of its partitions a Produce
-    /// names. One result per append, in order.
+    /// names. One result per append, in order; `acks=all` appends carry the wait still
+    /// owed, for [`Shard::await_commits`].
     pub async fn produce_batch(
         &self,
         owner: usize,
         appends: Vec<AppendRequest>,
-    ) -> Vec<Result<ProduceResult, ResponseError>> {
+    ) -> Vec<Result<Appended, ResponseError>> {
         if owner == self.id {
             return self.produce_local(appends).await;
         }
         let count = appends.len();
         match self.call(owner, Request::Produce(appends)).await {
             Some(Reply::Produce(results)) => results,
+            _ => vec![Err(ResponseError::NotLeaderOrFollower); count],
+        }
+    }
+
+    /// Waits for `acks=all` appends to partitions that shard `owner` owns to be committed,
+    /// concurrently; one result per wait, in order.
+    pub async fn await_commits(
+        &self,
+        owner: usize,
+        waits: Vec<CommitWait>,
+    ) -> Vec<Result<(), ResponseError>> {
+        if owner == self.id {
+            return self.await_commits_local(waits).await;
+        }
+        let count = waits.len();
+        match self.call(owner, Request::AwaitCommits(waits)).await {
+            Some(Reply::Committed(results)) => results,
             _ => vec![Err(ResponseError::NotLeaderOrFollower); count],
         }
     }
@@ -428,6 +447,7 @@ impl Shard {
     pub(crate) async fn handle(&self, request: Request) -> Reply {
         match request {
             Request::Produce(appends) => Reply::Produce(self.produce_local(appends).await),
+            Request::AwaitCommits(waits) => Reply::Committed(self.await_commits_local(waits).await),
             Request::Read(batch) => Reply::Read(self.read_for_peer(batch).await),
             Request::Wait {
                 partitions,
@@ -473,11 +493,22 @@ impl Shard {
     async fn produce_local(
         &self,
         appends: Vec<AppendRequest>,
-    ) -> Vec<Result<ProduceResult, ResponseError>> {
+    ) -> Vec<Result<Appended, ResponseError>> {
         join_all(appends.into_iter().map(|a| async move {
             match self.partition(&a.topic, a.partition) {
-                Some(p) => p.produce(a.records, a.acks, a.timeout).await,
+                Some(p) => p.append_produced(a.records, a.acks, a.timeout).await,
                 None => Err(ResponseError::UnknownTopicOrPartition),
+            }
+        }))
+        .await
+    }
+
+    async fn await_commits_local(&self, waits: Vec<CommitWait>) -> Vec<Result<(), ResponseError>> {
+        join_all(waits.into_iter().map(|w| async move {
+            match self.partition(&w.topic, w.partition) {
+                Some(p) => p.committed(w.commit).await,
+                // Deleted or moved meanwhile: the append is not known to be replicated.
+                None => Err(ResponseError::NotLeaderOrFollower),
             }
         }))
         .await

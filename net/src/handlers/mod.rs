@@ -4,6 +4,7 @@
 use std::rc::Rc;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::future::{FutureExt, LocalBoxFuture};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use spate_shard::{Records, Shard};
@@ -120,13 +121,21 @@ pub enum Response {
     Fetch(Vec<FetchSegment<Records>>),
 }
 
-/// Handles one request frame (header and body). `Ok(None)`: the request wants no response
-/// (Produce with acks=0). `Err`: close the connection.
+/// What handling a request gave.
+pub enum Dispatched {
+    /// The response (`None`: the request wants none, Produce with acks=0).
+    Now(Option<Response>),
+    /// A response that waits for replication (Produce with acks=all, its appends done):
+    /// the connection may handle its next request meanwhile.
+    Later(LocalBoxFuture<'static, Result<Option<Response>, RequestError>>),
+}
+
+/// Handles one request frame (header and body). `Err`: close the connection.
 pub async fn dispatch(
     shard: &Rc<Shard>,
     mut frame: Bytes,
     client_host: &str,
-) -> Result<Option<Response>, RequestError> {
+) -> Result<Dispatched, RequestError> {
     let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -139,7 +148,7 @@ pub async fn dispatch(
             // Kafka answers an ApiVersions it cannot parse with a v0 response holding
             // UNSUPPORTED_VERSION and its version table, so the client can retry lower.
             return encode(correlation_id, 0, &api_versions::unsupported())
-                .map(|frame| Some(Response::Frame(frame)));
+                .map(|frame| Dispatched::Now(Some(Response::Frame(frame))));
         }
         return Err(RequestError::UnsupportedVersion { api, version });
     }
@@ -161,7 +170,7 @@ pub async fn dispatch(
         client_id,
         client_host,
     };
-    match api {
+    let now = match api {
         ApiKey::ApiVersions => respond(
             &ctx,
             api_versions::handle(&ctx, decode(&mut frame, version)?),
@@ -174,7 +183,16 @@ pub async fn dispatch(
             let request = decode(&mut frame, version)?;
             drop(frame);
             match produce::handle(&ctx, request, whole).await? {
-                Some(response) => respond(&ctx, response),
+                Some(produced) if !produced.is_ready() => {
+                    return Ok(Dispatched::Later(
+                        async move {
+                            let response = produced.response(&ctx.shard).await;
+                            respond(&ctx, response)
+                        }
+                        .boxed_local(),
+                    ))
+                }
+                Some(produced) => respond(&ctx, produced.response(&ctx.shard).await),
                 None => Ok(None),
             }
         }
@@ -282,7 +300,8 @@ pub async fn dispatch(
             offset_delete::handle(&ctx, decode(&mut frame, version)?).await,
         ),
         _ => Err(RequestError::UnknownApi(raw_key)),
-    }
+    };
+    now.map(Dispatched::Now)
 }
 
 fn decode<T: Decodable>(frame: &mut Bytes, version: i16) -> Result<T, RequestError> {

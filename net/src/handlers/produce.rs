@@ -2,7 +2,8 @@
 //! stored as sent (any codec); the log checks framing and CRC and assigns offsets.
 //! `acks=0` gets no response; `acks=1` answers after the leader's append; `acks=all` once
 //! the high watermark passes the batch (every in-sync replica has it) or after the
-//! request's timeout (REQUEST_TIMED_OUT). A broker that does not lead a partition answers
+//! request's timeout (REQUEST_TIMED_OUT). That wait is a second step ([`Produced`]), so the
+//! connection can append the client's next request meanwhile. A broker that does not lead a partition answers
 //! NOT_LEADER_OR_FOLLOWER, so the client refreshes its metadata.
 
 use std::collections::BTreeMap;
@@ -16,7 +17,8 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use spate_shard::group_coordinator::OFFSETS_TOPIC;
-use spate_shard::{AppendRequest, ProduceResult};
+use spate_shard::{AppendRequest, CommitWait, ProduceResult, Shard};
+use uuid::Uuid;
 
 use super::{Context, RequestError};
 
@@ -28,14 +30,74 @@ const ACKS_ALL: i16 = -1;
 /// The first version whose answers carry the log start offset.
 const LOG_START_OFFSET_VERSION: i16 = 5;
 
-/// Returns `None` for `acks=0`: Kafka sends no response then (and an error closes the
-/// connection). `frame` is the whole request
-/// frame the records were decoded from: they are carved out of it in place (see [`carve`]).
+/// A Produce whose appends are done: its response, once any `acks=all` waits are over.
+pub struct Produced {
+    version: i16,
+    /// The topics in request order.
+    topics: Vec<TopicSlots>,
+    /// One slot per partition in request order.
+    results: Vec<Result<ProduceResult, ResponseError>>,
+    /// The `acks=all` waits still owed, by owner shard: (slot, wait).
+    waits: BTreeMap<usize, Vec<(usize, CommitWait)>>,
+}
+
+impl Produced {
+    /// True when the response is ready now (no `acks=all` wait is owed).
+    pub fn is_ready(&self) -> bool {
+        self.waits.is_empty()
+    }
+
+    /// The response, after the owed waits (all owners at once).
+    pub async fn response(mut self, shard: &Shard) -> ProduceResponse {
+        let waits = std::mem::take(&mut self.waits);
+        let commits = waits.into_iter().map(|(owner, waits)| async move {
+            let (slots, waits): (Vec<usize>, Vec<CommitWait>) = waits.into_iter().unzip();
+            (slots, shard.await_commits(owner, waits).await)
+        });
+        for (slots, outcomes) in join_all(commits).await {
+            for (slot, outcome) in slots.into_iter().zip(outcomes) {
+                if let Err(e) = outcome {
+                    self.results[slot] = Err(e);
+                }
+            }
+        }
+        let responses = self
+            .topics
+            .into_iter()
+            .map(|topic| {
+                let partitions = topic
+                    .partitions
+                    .into_iter()
+                    .map(|(slot, index)| {
+                        partition_response(index, self.results[slot], self.version)
+                    })
+                    .collect();
+                TopicProduceResponse::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.name)))
+                    .with_topic_id(topic.topic_id)
+                    .with_partition_responses(partitions)
+            })
+            .collect();
+        ProduceResponse::default().with_responses(responses)
+    }
+}
+
+/// A topic of the request: its partitions' indexes and their slots in `Produced::results`.
+struct TopicSlots {
+    name: String,
+    topic_id: Uuid,
+    /// (slot, partition index), in request order.
+    partitions: Vec<(usize, i32)>,
+}
+
+/// Appends the request's records. Returns `None` for `acks=0`: Kafka sends no response then
+/// (and an error closes the connection). `frame` is the whole request frame the records
+/// were decoded from: they are carved out of it in place (see [`carve`]).
 pub async fn handle(
     ctx: &Context,
     request: ProduceRequest,
     frame: Bytes,
-) -> Result<Option<ProduceResponse>, RequestError> {
+) -> Result<Option<Produced>, RequestError> {
     let mut request = request;
     let acks = request.acks;
     let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
@@ -76,7 +138,11 @@ pub async fn handle(
             });
         }
         // The name as an owned string: a slice would keep the frame shared.
-        topics.push((name, topic.topic_id, indexes));
+        topics.push(TopicSlots {
+            name,
+            topic_id: topic.topic_id,
+            partitions: indexes,
+        });
     }
     let mut sources = Vec::with_capacity(pending.len());
     let mut targets = Vec::with_capacity(pending.len());
@@ -100,11 +166,27 @@ pub async fn handle(
     let appends = by_owner
         .into_iter()
         .map(|(owner, (slots, appends))| async move {
-            (slots, ctx.shard.produce_batch(owner, appends).await)
+            let names: Vec<(String, i32)> = appends
+                .iter()
+                .map(|a| (a.topic.clone(), a.partition))
+                .collect();
+            let outcomes = ctx.shard.produce_batch(owner, appends).await;
+            (owner, slots, names, outcomes)
         });
-    for (slots, outcomes) in join_all(appends).await {
-        for (slot, outcome) in slots.into_iter().zip(outcomes) {
-            results[slot] = outcome;
+    let mut waits: BTreeMap<usize, Vec<(usize, CommitWait)>> = BTreeMap::new();
+    for (owner, slots, names, outcomes) in join_all(appends).await {
+        for ((slot, (topic, partition)), outcome) in slots.into_iter().zip(names).zip(outcomes) {
+            results[slot] = outcome.map(|appended| {
+                if let Some(commit) = appended.commit {
+                    let wait = CommitWait {
+                        topic,
+                        partition,
+                        commit,
+                    };
+                    waits.entry(owner).or_default().push((slot, wait));
+                }
+                appended.result
+            });
         }
     }
     if acks == ACKS_NONE {
@@ -117,20 +199,12 @@ pub async fn handle(
             Err(RequestError::UnacknowledgedProduceFailed { partitions: failed })
         };
     }
-    let responses = topics
-        .into_iter()
-        .map(|(name, topic_id, indexes)| {
-            let partitions = indexes
-                .into_iter()
-                .map(|(slot, index)| partition_response(index, results[slot], ctx.version()))
-                .collect();
-            TopicProduceResponse::default()
-                .with_name(TopicName(StrBytes::from_string(name)))
-                .with_topic_id(topic_id)
-                .with_partition_responses(partitions)
-        })
-        .collect();
-    Ok(Some(ProduceResponse::default().with_responses(responses)))
+    Ok(Some(Produced {
+        version: ctx.version(),
+        topics,
+        results,
+        waits,
+    }))
 }
 
 fn partition_response(
