@@ -29,7 +29,7 @@ use crate::notify::Notify;
 use crate::partition::{read_slice_to_bytes, Partition};
 use crate::placement::owner_shard;
 use crate::producer_ids;
-use crate::replication::{Replication, ReplicationConfig};
+use crate::replication::{assign_from, Replication, ReplicationConfig};
 use crate::router::{Body, Envelope, Links, Router};
 use crate::topic_config::topic_settings;
 use crate::topics::{partition_dir, write_new_partition_files, TopicInfo, TopicTable};
@@ -678,6 +678,10 @@ impl Shard {
         );
         p.max_message_bytes.set(settings.max_message_bytes);
         p.min_insync_replicas.set(settings.min_insync_replicas);
+        // Its replica state before anyone can reach it: until then it would lead alone, so a
+        // new topic's first acks=all writes were refused (NOT_ENOUGH_REPLICAS) or, with
+        // min.insync.replicas=1, acknowledged before any follower had them.
+        assign_from(&table, &topic.name, partition, &p);
         self.partitions
             .borrow_mut()
             .insert((topic.name.clone(), partition), p);

@@ -313,6 +313,19 @@ async fn isr_check_loop(replication: Weak<Replication>) {
     }
 }
 
+/// Gives partition `index` of `topic` its replica state from `table`, if it is there.
+pub(crate) fn assign_from(table: &TopicTable, topic: &str, index: i32, p: &Rc<Partition>) {
+    let Some(assignment) = table.assignment(topic, index) else {
+        return;
+    };
+    let leader = table.broker(assignment.leader).map(|b| BrokerEndpoint {
+        node_id: b.node_id,
+        host: b.host.clone(),
+        port: b.port,
+    });
+    p.set_assignment(assignment, leader);
+}
+
 impl Shard {
     /// Gives each partition this shard holds its replica state from `table`: lead, follow
     /// (fetching from the leader's advertised address) or wait for a leader.
@@ -324,15 +337,7 @@ impl Shard {
             .map(|(key, p)| (key.clone(), p.clone()))
             .collect();
         for ((topic, index), p) in partitions {
-            let Some(assignment) = table.assignment(&topic, index) else {
-                continue;
-            };
-            let leader = table.broker(assignment.leader).map(|b| BrokerEndpoint {
-                node_id: b.node_id,
-                host: b.host.clone(),
-                port: b.port,
-            });
-            p.set_assignment(assignment, leader);
+            assign_from(table, &topic, index, &p);
         }
     }
 
