@@ -88,6 +88,8 @@ pub struct BrokerConfig {
     /// `spin.before.park.us`: how long an idle executor spins before sleeping, to keep
     /// cross-shard wake-ups fast.
     pub spin_before_park_us: u64,
+    /// `cpu.pinning`: whether each shard is pinned to a CPU.
+    pub cpu_pinning: CpuPinning,
     /// `min.insync.replicas`: replicas that must have a record before `acks=all` answers.
     pub min_insync_replicas: i32,
     /// `unclean.leader.election.enable`: let an out-of-sync replica become leader (may lose
@@ -160,6 +162,7 @@ impl Default for BrokerConfig {
             producer_id_expiration_ms: 86_400_000,
             io_memory_bytes: 2 * 1024 * 1024,
             spin_before_park_us: 0,
+            cpu_pinning: CpuPinning::Auto,
             min_insync_replicas: 1,
             unclean_leader_election_enable: false,
             auto_leader_rebalance_enable: true,
@@ -177,6 +180,19 @@ impl Default for BrokerConfig {
             offsets_retention_check_interval_ms: 600_000,
         }
     }
+}
+
+/// `cpu.pinning`: where the shards' threads run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuPinning {
+    /// Pinned, shard `i` to the `i`th CPU the process may use, when there is one shard per
+    /// such CPU (the broker owns them); otherwise placed by the kernel, since several
+    /// brokers on one host would all pin their first shard to the same first CPU.
+    Auto,
+    /// Pinned round robin over the CPUs the process may use, whatever the shard count.
+    Always,
+    /// Placed by the kernel.
+    Never,
 }
 
 /// Why a profile was refused. Every variant names the file, and all but the first two the key
@@ -994,6 +1010,18 @@ static KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        name: "cpu.pinning",
+        apply: |p, f| {
+            p.cfg.cpu_pinning = match f.string()? {
+                "auto" => CpuPinning::Auto,
+                "always" => CpuPinning::Always,
+                "never" => CpuPinning::Never,
+                other => return Err(f.out_of_range(format!("{other:?}"), "auto, always or never")),
+            };
+            Ok(())
+        },
+    },
 ];
 
 #[cfg(test)]
@@ -1098,6 +1126,7 @@ mod tests {
              leader.imbalance.check.interval.seconds: 30\n\
              io.memory.bytes: 4194304\n\
              spin.before.park.us: 50\n\
+             cpu.pinning: always\n\
              group.min.session.timeout.ms: 1000\n\
              group.max.session.timeout.ms: 60000\n\
              group.max.size: 50\n\
@@ -1154,6 +1183,7 @@ mod tests {
             producer_id_expiration_ms: 3_600_000,
             io_memory_bytes: 4 * 1024 * 1024,
             spin_before_park_us: 50,
+            cpu_pinning: CpuPinning::Always,
             min_insync_replicas: 2,
             unclean_leader_election_enable: true,
             auto_leader_rebalance_enable: false,
@@ -1478,6 +1508,11 @@ mod tests {
         let msg = error("io.memory.bytes: 1024");
         assert!(
             msg.contains("`io.memory.bytes`") && msg.contains("65536"),
+            "{msg}"
+        );
+        let msg = error("cpu.pinning: sometimes");
+        assert!(
+            msg.contains("`cpu.pinning`") && msg.contains("auto, always or never"),
             "{msg}"
         );
     }

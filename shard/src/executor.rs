@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use glommio::{LocalExecutorBuilder, Placement};
-use spate_core::config::BrokerConfig;
+use spate_core::config::{BrokerConfig, CpuPinning};
 
 use crate::controller::broker_link::BrokerLink;
 use crate::router::mesh;
@@ -44,15 +44,17 @@ fn parse_cpu_list(list: &str) -> Option<Vec<usize>> {
     Some(cpus)
 }
 
-/// Where shard `id` of `count` runs. Shard per core: when there is one shard for each CPU
-/// this process may use (a container or taskset may allow only some), shard `id` is pinned
-/// to the `id`th of them. With fewer shards the process does not own the machine (several
-/// brokers on one host, or cores left to other programs): pinning would put every such
-/// process's first shard on the same first CPU while the others idle, so the kernel places
-/// the shards. So it does with more shards than CPUs, or without the list.
-fn placement(id: usize, count: usize, cpus: &[usize]) -> Placement {
-    match cpus.get(id) {
-        Some(cpu) if count == cpus.len() => Placement::Fixed(*cpu),
+/// Where shard `id` of `count` runs, by `cpu.pinning` (see [`CpuPinning`]) over `cpus`, the
+/// CPUs this process may use (a container or taskset may allow only some). Without that list
+/// the kernel places the shard.
+fn placement(pinning: CpuPinning, id: usize, count: usize, cpus: &[usize]) -> Placement {
+    let pinned = match pinning {
+        CpuPinning::Auto => count == cpus.len(),
+        CpuPinning::Always => true,
+        CpuPinning::Never => false,
+    };
+    match cpus.get(id % cpus.len().max(1)) {
+        Some(cpu) if pinned => Placement::Fixed(*cpu),
         _ => Placement::Unbound,
     }
 }
@@ -84,7 +86,7 @@ where
         let serve = serve.clone();
         let barrier = barrier.clone();
         let cluster = cluster.clone();
-        let placement = placement(id, count, &cpus);
+        let placement = placement(config.cpu_pinning, id, count, &cpus);
         let builder = LocalExecutorBuilder::new(placement)
             .name(&format!("spate-shard-{id}"))
             .io_memory(config.io_memory_bytes)
@@ -137,12 +139,23 @@ mod tests {
     }
 
     #[test]
-    fn shards_are_pinned_only_when_there_is_one_per_allowed_cpu() {
-        let pinned = |p: Placement| matches!(p, Placement::Fixed(_));
-        assert!(matches!(placement(1, 2, &[4, 6]), Placement::Fixed(6)));
+    fn shards_are_pinned_by_default_only_when_there_is_one_per_allowed_cpu() {
+        let pinned_to = |p: Placement| match p {
+            Placement::Fixed(cpu) => Some(cpu),
+            _ => None,
+        };
+        let auto =
+            |id, count, cpus: &[usize]| pinned_to(placement(CpuPinning::Auto, id, count, cpus));
+        assert_eq!(auto(1, 2, &[4, 6]), Some(6));
         // One shard on a 2-CPU host: another broker there would be pinned to CPU 4 too.
-        assert!(!pinned(placement(0, 1, &[4, 6])));
-        assert!(!pinned(placement(2, 3, &[4, 6])));
-        assert!(!pinned(placement(0, 1, &[])));
+        assert_eq!(auto(0, 1, &[4, 6]), None);
+        assert_eq!(auto(2, 3, &[4, 6]), None);
+        assert_eq!(auto(0, 1, &[]), None);
+        let always =
+            |id, count, cpus: &[usize]| pinned_to(placement(CpuPinning::Always, id, count, cpus));
+        assert_eq!(always(0, 1, &[4, 6]), Some(4));
+        assert_eq!(always(2, 3, &[4, 6]), Some(4));
+        assert_eq!(always(0, 1, &[]), None);
+        assert_eq!(pinned_to(placement(CpuPinning::Never, 0, 2, &[4, 6])), None);
     }
 }
