@@ -46,6 +46,14 @@ pub struct BrokerConfig {
     pub replica_fetch_wait_max_ms: u64,
     /// `replica.fetch.min.bytes`: bytes a follower's fetch waits for before it is answered.
     pub replica_fetch_min_bytes: usize,
+    /// `replica.fetch.response.max.bytes`: bytes a follower asks for in one whole fetch, over
+    /// all its partitions.
+    pub replica_fetch_response_max_bytes: usize,
+    /// `replica.fetch.backoff.ms`: how long a follower pauses after a failed fetch.
+    pub replica_fetch_backoff_ms: u64,
+    /// `replica.socket.timeout.ms`: how long a follower's call to its leader may take beyond
+    /// the fetch's own wait before the connection is dropped and made again.
+    pub replica_socket_timeout_ms: u64,
     /// `default.replication.factor`: replicas of an auto-created topic or a CreateTopics
     /// with -1.
     pub default_replication_factor: i16,
@@ -143,6 +151,9 @@ impl Default for BrokerConfig {
             replica_fetch_max_bytes: 1_048_576,
             replica_fetch_wait_max_ms: 500,
             replica_fetch_min_bytes: 1,
+            replica_fetch_response_max_bytes: 10_485_760,
+            replica_fetch_backoff_ms: 1_000,
+            replica_socket_timeout_ms: 30_000,
             default_replication_factor: 1,
             advertised_listen: None,
             log_dir: PathBuf::from("data"),
@@ -319,6 +330,7 @@ impl BrokerConfig {
             session_timeout_ms: cfg.broker_session_timeout_ms,
             fetch_wait_max_ms: cfg.replica_fetch_wait_max_ms,
             lag_time_max_ms: cfg.replica_lag_time_max_ms,
+            socket_timeout_ms: cfg.replica_socket_timeout_ms,
         })
         .map_err(inconsistent)?;
         Ok(cfg)
@@ -733,6 +745,27 @@ static KEYS: &[Key] = &[
         },
     },
     Key {
+        name: "replica.fetch.response.max.bytes",
+        apply: |p, f| {
+            p.cfg.replica_fetch_response_max_bytes = f.int(0, I32_MAX)? as usize;
+            Ok(())
+        },
+    },
+    Key {
+        name: "replica.fetch.backoff.ms",
+        apply: |p, f| {
+            p.cfg.replica_fetch_backoff_ms = f.int(0, I32_MAX)? as u64;
+            Ok(())
+        },
+    },
+    Key {
+        name: "replica.socket.timeout.ms",
+        apply: |p, f| {
+            p.cfg.replica_socket_timeout_ms = f.int(1, I32_MAX)? as u64;
+            Ok(())
+        },
+    },
+    Key {
         name: "default.replication.factor",
         apply: |p, f| {
             p.cfg.default_replication_factor = f.int(1, i64::from(i16::MAX))? as i16;
@@ -1103,6 +1136,9 @@ mod tests {
              replica.fetch.max.bytes: 2097152\n\
              replica.fetch.wait.max.ms: 250\n\
              replica.fetch.min.bytes: 16\n\
+             replica.fetch.response.max.bytes: 20971520\n\
+             replica.fetch.backoff.ms: 200\n\
+             replica.socket.timeout.ms: 15000\n\
              default.replication.factor: 3\n\
              advertised.listeners: broker7.example:9092\n\
              log.dirs: /var/lib/spate\n\
@@ -1164,6 +1200,9 @@ mod tests {
             replica_fetch_max_bytes: 2_097_152,
             replica_fetch_wait_max_ms: 250,
             replica_fetch_min_bytes: 16,
+            replica_fetch_response_max_bytes: 20_971_520,
+            replica_fetch_backoff_ms: 200,
+            replica_socket_timeout_ms: 15_000,
             default_replication_factor: 3,
             advertised_listen: Some("broker7.example:9092".to_string()),
             log_dir: PathBuf::from("/var/lib/spate"),
@@ -1352,6 +1391,15 @@ mod tests {
             ),
             ("replica.fetch.min.bytes: -1", "`replica.fetch.min.bytes`"),
             (
+                "replica.fetch.response.max.bytes: -1",
+                "`replica.fetch.response.max.bytes`",
+            ),
+            ("replica.fetch.backoff.ms: -1", "`replica.fetch.backoff.ms`"),
+            (
+                "replica.socket.timeout.ms: 0",
+                "`replica.socket.timeout.ms`",
+            ),
+            (
                 "default.replication.factor: 0",
                 "`default.replication.factor`",
             ),
@@ -1422,6 +1470,12 @@ mod tests {
                 "replica.fetch.wait.max.ms: 40000\n".to_string(),
                 "must not exceed `replica.lag.time.max.ms`",
             ),
+            // A follower's call must be allowed at least the fetch's wait.
+            (
+                "replica.socket.timeout.ms: 400\n".to_string(),
+                "`replica.socket.timeout.ms` (400) must be at least \
+                 `replica.fetch.wait.max.ms` (500)",
+            ),
         ] {
             let msg = error(&yaml);
             assert!(msg.contains(expect), "{yaml}: {msg}");
@@ -1434,6 +1488,7 @@ mod tests {
         .unwrap();
         parse(&format!("node.id: 5\nprocess.roles: [broker]\n{voters}")).unwrap();
         parse("broker.heartbeat.interval.ms: 100\nbroker.session.timeout.ms: 101").unwrap();
+        parse("replica.fetch.wait.max.ms: 500\nreplica.socket.timeout.ms: 500").unwrap();
     }
 
     #[test]

@@ -16,17 +16,13 @@ use crate::inter_broker::InterBrokerConnector;
 /// only touch atomics, so the shards poll it.
 pub const SHUTDOWN_POLL_INTERVAL: Duration = Duration::from_millis(50);
 
-/// How long a follower's call to its leader may take beyond the Fetch's own wait before the
-/// connection is dropped and made again (Kafka's `replica.socket.timeout.ms` default).
-pub const REPLICA_SOCKET_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Accepts connections until `shutdown` is set. A listener that cannot bind sets `shutdown`
 /// for every shard and returns the error.
 pub async fn serve(shard: Rc<Shard>, shutdown: Arc<AtomicBool>) -> Result<(), String> {
     let address = shard.config().listen.clone();
     shard.set_leader_connector(Rc::new(InterBrokerConnector {
         max_response_bytes: shard.config().socket_request_max_bytes,
-        socket_timeout: REPLICA_SOCKET_TIMEOUT,
+        socket_timeout: Duration::from_millis(shard.config().replica_socket_timeout_ms),
     }));
     let listener = TcpListener::bind(&address).map_err(|e| {
         shutdown.store(true, Ordering::SeqCst);

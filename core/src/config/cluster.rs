@@ -219,6 +219,7 @@ pub(super) struct ClusterKeys<'a> {
     pub session_timeout_ms: u64,
     pub fetch_wait_max_ms: u64,
     pub lag_time_max_ms: u64,
+    pub socket_timeout_ms: u64,
 }
 
 /// Kafka's start-up checks across the cluster keys; the message names every key involved.
@@ -244,6 +245,14 @@ pub(super) fn check(keys: &ClusterKeys<'_>) -> Result<(), String> {
             "`replica.fetch.wait.max.ms` ({}) must not exceed `replica.lag.time.max.ms` ({}): \
              a follower waiting that long on an idle leader would drop out of the ISR",
             keys.fetch_wait_max_ms, keys.lag_time_max_ms
+        ));
+    }
+    if keys.socket_timeout_ms < keys.fetch_wait_max_ms {
+        return Err(format!(
+            "`replica.socket.timeout.ms` ({}) must be at least `replica.fetch.wait.max.ms` ({}): \
+             Kafka refuses this too, since there the timeout covers the fetch's wait and a \
+             shorter one would time out every fetch to an idle leader",
+            keys.socket_timeout_ms, keys.fetch_wait_max_ms
         ));
     }
     let in_voters = keys.voters.iter().any(|v| v.id == keys.node_id);

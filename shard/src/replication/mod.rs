@@ -42,7 +42,7 @@ use crate::shard::Shard;
 use crate::topics::TopicTable;
 use fetcher::Fetcher;
 
-/// The replication settings, with Kafka's names and defaults.
+/// The replication settings, with Kafka's names (`BrokerConfig` holds their defaults).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicationConfig {
     /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
@@ -59,31 +59,19 @@ pub struct ReplicationConfig {
     pub replica_fetch_backoff_ms: u64,
 }
 
-impl Default for ReplicationConfig {
-    fn default() -> Self {
-        ReplicationConfig {
-            replica_lag_time_max_ms: 30_000,
-            replica_fetch_max_bytes: 1_048_576,
-            replica_fetch_response_max_bytes: 10_485_760,
-            replica_fetch_wait_max_ms: 500,
-            replica_fetch_min_bytes: 1,
-            replica_fetch_backoff_ms: 1_000,
-        }
-    }
-}
-
 impl ReplicationConfig {
-    /// The broker's `replica.*` keys; the others keep Kafka's defaults.
+    /// The broker's `replica.*` keys.
     pub fn from_broker(broker: &BrokerConfig) -> ReplicationConfig {
         let int = |v: usize| i32::try_from(v).unwrap_or(i32::MAX);
         ReplicationConfig {
             replica_lag_time_max_ms: i64::try_from(broker.replica_lag_time_max_ms)
                 .unwrap_or(i64::MAX),
             replica_fetch_max_bytes: int(broker.replica_fetch_max_bytes),
+            replica_fetch_response_max_bytes: int(broker.replica_fetch_response_max_bytes),
             replica_fetch_wait_max_ms: i32::try_from(broker.replica_fetch_wait_max_ms)
                 .unwrap_or(i32::MAX),
             replica_fetch_min_bytes: int(broker.replica_fetch_min_bytes),
-            ..ReplicationConfig::default()
+            replica_fetch_backoff_ms: broker.replica_fetch_backoff_ms,
         }
     }
 }

@@ -189,6 +189,28 @@ const CONFIG: ReplicationConfig = ReplicationConfig {
     replica_fetch_backoff_ms: 10,
 };
 
+#[test]
+fn the_replication_config_takes_the_brokers_replica_keys() {
+    let broker = BrokerConfig {
+        replica_lag_time_max_ms: 12_000,
+        replica_fetch_max_bytes: 2_097_152,
+        replica_fetch_response_max_bytes: 20_971_520,
+        replica_fetch_wait_max_ms: 250,
+        replica_fetch_min_bytes: 16,
+        replica_fetch_backoff_ms: 200,
+        ..BrokerConfig::default()
+    };
+    let expected = ReplicationConfig {
+        replica_lag_time_max_ms: 12_000,
+        replica_fetch_max_bytes: 2_097_152,
+        replica_fetch_response_max_bytes: 20_971_520,
+        replica_fetch_wait_max_ms: 250,
+        replica_fetch_min_bytes: 16,
+        replica_fetch_backoff_ms: 200,
+    };
+    assert_eq!(ReplicationConfig::from_broker(&broker), expected);
+}
+
 async fn partition(
     dir: &tempfile::TempDir,
     node: i32,
