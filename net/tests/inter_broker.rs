@@ -37,6 +37,8 @@ use uuid::Uuid;
 const TOPIC: &str = "replicated";
 const LEADER: i32 = 1;
 const FOLLOWER: i32 = 2;
+/// The `replica_id` a consumer sends.
+const CONSUMER: i32 = -1;
 const EPOCH: i32 = 3;
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -272,6 +274,21 @@ fn a_follower_fetches_to_the_log_end_and_moves_the_high_watermark() {
         let stale = replica_fetch(&broker, 3, EPOCH - 1, false);
         async move {
             let link = Rc::new(InterBrokerLink::new(endpoint, 100 << 20, PATIENCE));
+            let list = |timestamp, current_leader_epoch| OffsetQuery {
+                topic: TOPIC.into(),
+                partition: 0,
+                current_leader_epoch,
+                timestamp,
+            };
+            // Before node 2 fetched: the log end is 3, the high watermark 0.
+            let latest = [
+                link.list_offset(FOLLOWER, list(LATEST, EPOCH))
+                    .await
+                    .unwrap(),
+                link.list_offset(CONSUMER, list(LATEST, EPOCH))
+                    .await
+                    .unwrap(),
+            ];
             let first = link.fetch(r0).await.unwrap().remove(0);
             // Fetching at 3 tells the leader node 2 has 0..3.
             let second = link.fetch(r3).await.unwrap().remove(0);
@@ -283,12 +300,6 @@ fn a_follower_fetches_to_the_log_end_and_moves_the_high_watermark() {
                 leader_epoch: EPOCH,
             };
             let epochs = link.epoch_end_offsets(FOLLOWER, vec![query]).await.unwrap();
-            let list = |timestamp, current_leader_epoch| OffsetQuery {
-                topic: TOPIC.into(),
-                partition: 0,
-                current_leader_epoch,
-                timestamp,
-            };
             let listed = [
                 link.list_offset(FOLLOWER, list(EARLIEST, EPOCH))
                     .await
@@ -300,14 +311,19 @@ fn a_follower_fetches_to_the_log_end_and_moves_the_high_watermark() {
                     .await
                     .unwrap(),
             ];
-            (first, second, stale, (epochs, listed))
+            (first, second, stale, (epochs, latest, listed))
         }
     });
-    let (epochs, listed) = epochs;
+    let (epochs, latest, listed) = epochs;
+    assert_eq!(
+        latest,
+        [Ok(3), Ok(0)],
+        "latest: the log end for a follower, the high watermark for a consumer"
+    );
     assert_eq!(
         listed,
         [Ok(0), Ok(3), Err(ResponseError::FencedLeaderEpoch)],
-        "log start, high watermark, stale epoch"
+        "log start, log end, stale epoch"
     );
     assert_eq!(first.error, None);
     assert_eq!(record_count(&first.records), 3, "up to the log end");

@@ -150,6 +150,7 @@ pub(crate) enum Request {
         partition: i32,
         timestamp: i64,
         current_leader_epoch: i32,
+        for_replica: bool,
     },
     CreateTopics {
         topics: Vec<NewTopic>,

@@ -305,10 +305,14 @@ impl Partition {
         }
     }
 
+    /// ListOffsets for `timestamp`. The latest offset is the log end for a follower
+    /// (`for_replica`: it may read up to there) and the high watermark for a consumer, as
+    /// in Kafka.
     pub async fn list_offset(
         &self,
         timestamp: i64,
         current_leader_epoch: i32,
+        for_replica: bool,
     ) -> Result<Option<ListedOffset>, ResponseError> {
         let leader_epoch = self.check_leader(current_leader_epoch)?;
         let log = &self.log;
@@ -321,6 +325,7 @@ impl Partition {
             EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => {
                 Some(listed(-1, log.log_start_offset()))
             }
+            LATEST_TIMESTAMP if for_replica => Some(listed(-1, log.log_end_offset())),
             LATEST_TIMESTAMP => Some(listed(-1, log.high_watermark())),
             LATEST_TIERED_TIMESTAMP => None,
             MAX_TIMESTAMP => {

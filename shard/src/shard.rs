@@ -273,17 +273,22 @@ impl Shard {
     }
 
     /// ListOffsets for one partition; `None` when no record matches the timestamp.
+    /// `for_replica`: a follower asks (the latest offset is then the log end).
     pub async fn list_offset(
         &self,
         topic: &str,
         partition: i32,
         timestamp: i64,
         current_leader_epoch: i32,
+        for_replica: bool,
     ) -> Result<Option<ListedOffset>, ResponseError> {
         let owner = self.owner_of(topic, partition);
         if owner == self.id {
             return match self.partition(topic, partition) {
-                Some(p) => p.list_offset(timestamp, current_leader_epoch).await,
+                Some(p) => {
+                    p.list_offset(timestamp, current_leader_epoch, for_replica)
+                        .await
+                }
                 None => Err(ResponseError::UnknownTopicOrPartition),
             };
         }
@@ -292,6 +297,7 @@ impl Shard {
             partition,
             timestamp,
             current_leader_epoch,
+            for_replica,
         };
         match self.call(owner, request).await {
             Some(Reply::ListOffset(result)) => result,
@@ -461,8 +467,12 @@ impl Shard {
                 partition,
                 timestamp,
                 current_leader_epoch,
+                for_replica,
             } => Reply::ListOffset(match self.partition(&topic, partition) {
-                Some(p) => p.list_offset(timestamp, current_leader_epoch).await,
+                Some(p) => {
+                    p.list_offset(timestamp, current_leader_epoch, for_replica)
+                        .await
+                }
                 None => Err(ResponseError::UnknownTopicOrPartition),
             }),
             Request::Apply(table) => {

@@ -1,7 +1,8 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3) or the first offset at or
 //! after a timestamp. Only the leader answers (NOT_LEADER_OR_FOLLOWER elsewhere); a
 //! `current_leader_epoch` older than the leader's is FENCED_LEADER_EPOCH, newer
-//! UNKNOWN_LEADER_EPOCH.
+//! UNKNOWN_LEADER_EPOCH. Latest is the high watermark for consumers, and the log end for a
+//! follower (`replica_id` >= 0), as in Kafka.
 
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -14,6 +15,7 @@ use super::Context;
 const LEADER_EPOCH_VERSION: i16 = 4;
 
 pub async fn handle(ctx: &Context, request: ListOffsetsRequest) -> ListOffsetsResponse {
+    let for_replica = request.replica_id.0 >= 0;
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = topic.name.0.to_string();
@@ -31,6 +33,7 @@ pub async fn handle(ctx: &Context, request: ListOffsetsRequest) -> ListOffsetsRe
                     p.partition_index,
                     p.timestamp,
                     p.current_leader_epoch,
+                    for_replica,
                 )
                 .await
             {

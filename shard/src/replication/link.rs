@@ -140,9 +140,8 @@ pub struct EpochEnd {
 
 /// ListOffsets' timestamp for the log start.
 pub const EARLIEST: i64 = -2;
-/// ListOffsets' timestamp for the end: Kafka lists a follower the log end; Spate's leaders
-/// list everyone the high watermark, so a follower's cut there is conservative (it
-/// fetches again what lies between).
+/// ListOffsets' timestamp for the end: as in Kafka, a leader lists a follower its log end
+/// (consumers get the high watermark), so a follower past it truncates to exactly there.
 pub const LATEST: i64 = -1;
 
 /// One partition of a follower's ListOffsets.

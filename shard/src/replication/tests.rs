@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::controller::image::PartitionAssignment;
+use crate::messages::ListedOffset;
 use crate::partition::{read_slice_to_bytes, Partition, ACKS_ALL, NO_EPOCH_CHECK};
 
 const LEADER: i32 = 1;
@@ -120,7 +121,7 @@ impl LeaderLink for MemoryLink {
 
     fn list_offset(
         &self,
-        _replica_id: i32,
+        replica_id: i32,
         query: OffsetQuery,
     ) -> LocalBoxFuture<'_, Result<Result<i64, ResponseError>, LinkError>> {
         async move {
@@ -129,7 +130,7 @@ impl LeaderLink for MemoryLink {
             }
             let listed = self
                 .leader
-                .list_offset(query.timestamp, query.current_leader_epoch)
+                .list_offset(query.timestamp, query.current_leader_epoch, replica_id >= 0)
                 .await;
             Ok(listed.map(|l| l.map_or(-1, |l| l.offset)))
         }
@@ -523,9 +524,9 @@ fn leader_epochs_fence_stale_and_unknown_readers() {
         assert_eq!(l.check_leader(2), Err(ResponseError::FencedLeaderEpoch));
         assert_eq!(l.check_leader(4), Err(ResponseError::UnknownLeaderEpoch));
         assert_eq!(l.check_leader(3), Ok(3));
-        let listed = l.list_offset(-1, 2).await;
+        let listed = l.list_offset(-1, 2, false).await;
         assert_eq!(listed, Err(ResponseError::FencedLeaderEpoch));
-        let listed = pair.follower.list_offset(-1, NO_EPOCH_CHECK).await;
+        let listed = pair.follower.list_offset(-1, NO_EPOCH_CHECK, true).await;
         assert_eq!(listed, Err(ResponseError::NotLeaderOrFollower));
         pair.follower_replication.close().await;
     });
@@ -664,6 +665,37 @@ fn a_follower_past_the_leaders_end_truncates_to_it() {
         })
         .await;
         assert_eq!(contents(leader).await, contents(follower).await);
+        pair.follower_replication.close().await;
+    });
+}
+
+#[test]
+fn latest_is_the_log_end_for_a_follower_and_the_high_watermark_for_a_consumer() {
+    run(async {
+        let pair = pair(&assignment(&[LEADER, FOLLOWER], 1, 1)).await;
+        let leader = &pair.leader;
+        leader
+            .produce(batch(&["a", "b", "c"]), ACKS_LEADER, LONG)
+            .await
+            .unwrap();
+        assert_eq!(
+            leader.log.high_watermark(),
+            0,
+            "the follower has nothing yet"
+        );
+        let listed = |offset| {
+            Ok(Some(ListedOffset {
+                timestamp: -1,
+                offset,
+                leader_epoch: 1,
+            }))
+        };
+        assert_eq!(leader.list_offset(LATEST, 1, true).await, listed(3));
+        assert_eq!(leader.list_offset(LATEST, 1, false).await, listed(0));
+        for for_replica in [true, false] {
+            let earliest = leader.list_offset(EARLIEST, 1, for_replica).await;
+            assert_eq!(earliest, listed(0));
+        }
         pair.follower_replication.close().await;
     });
 }
