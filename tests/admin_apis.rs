@@ -155,6 +155,18 @@ fn delete_records_moves_the_log_start_and_consumers_see_it() {
     );
 }
 
+#[test]
+fn records_of_the_internal_offsets_topic_cannot_be_deleted() {
+    let broker = Broker::start(1, &[]);
+    let mut client = broker.client();
+    // Refused by name, as in Kafka, whether or not the topic exists yet.
+    let invalid_topic = ResponseError::InvalidTopicException.code();
+    assert_eq!(
+        delete_records(&mut client, "__consumer_offsets", 0, 0),
+        (invalid_topic, -1)
+    );
+}
+
 fn describe_topic_config(client: &mut Client, topic: &str, key: &str) -> Option<String> {
     let request =
         DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
