@@ -8,10 +8,13 @@ acknowledged, what each replica holds on disk); nothing asserts how fast it got 
 import os
 import signal
 import struct
+import time
+import uuid
 from dataclasses import dataclass
 
 import pytest
 from confluent_kafka import Consumer, ElectionType, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import NewTopic
 
 from cluster_util import (
     CLIENT_CONF,
@@ -20,6 +23,7 @@ from cluster_util import (
     BackgroundProducer,
     Cluster,
     Kafka,
+    PartitionState,
     RawProducer,
     fully_in_sync,
     has_leader,
@@ -519,3 +523,31 @@ def test_acks_all_requests_in_flight_are_appended_while_the_first_waits(make_clu
     assert client.receive() == (first, 0, 0)
     assert client.receive() == (second, 0, 1)
     client.close()
+
+
+def test_a_new_topic_takes_acks_all_writes_from_its_first_moment(make_cluster):
+    """From the moment CreateTopics is sent, acks=all writes to partition 0 of the new
+    replicated topic, sent to every broker in turn, are either not served yet (unknown
+    partition, not the leader) or accepted: never refused for want of in-sync replicas,
+    which a broker still opening the topic's partitions used to do with a partition it had
+    opened but not yet given its assignment."""
+    cluster = make_cluster()
+    kafka = Kafka(cluster)
+    topic = f"t-{uuid.uuid4().hex[:10]}"
+    new = NewTopic(topic, num_partitions=200, replication_factor=3,
+                   config={"min.insync.replicas": "2"})
+    clients = [RawProducer("127.0.0.1", b.broker_port) for b in cluster.brokers]
+    created = kafka.admin.create_topics([new], request_timeout=30)[topic]
+    # Kafka's UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER.
+    not_served = {3, 5, 6}
+    answers = []
+    deadline = time.monotonic() + DEADLINE_S
+    while 0 not in answers:
+        assert time.monotonic() < deadline, f"no write accepted: {answers[-10:]}"
+        for client in clients:
+            client.send(topic, 0, b"first", timeout_ms=30000)
+            answers.append(client.receive()[1])
+        assert set(answers) <= not_served | {0}, f"refused: {sorted(set(answers))}"
+    created.result(timeout=60)
+    for client in clients:
+        client.close()
