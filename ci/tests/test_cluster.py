@@ -23,7 +23,6 @@ from cluster_util import (
     BackgroundProducer,
     Cluster,
     Kafka,
-    PartitionState,
     RawProducer,
     fully_in_sync,
     has_leader,
