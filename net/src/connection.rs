@@ -29,13 +29,14 @@ enum ConnectionError {
     Request(#[from] RequestError),
     #[error("writing the response failed: {0}")]
     Write(std::io::Error),
-    #[error("the broker is shutting down and the request did not finish in time")]
+    #[error("the broker is shutting down and the connection's grace period is over")]
     ShutdownGraceOver,
 }
 
-/// How long a request in progress (often a response being written) may run once shutdown has
-/// begun. Shutdown waits for every request in progress before closing the logs, and a client
-/// that stops reading would otherwise hold a write, and so the shutdown, forever.
+/// How long a connection stays open once shutdown has begun, for its requests in progress
+/// (often a response being written). Shutdown waits for every request in progress before
+/// closing the logs, and a client that stops reading would otherwise hold a write, and so
+/// the shutdown, forever.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Responses a connection holds before it stops reading requests: more than the five
