@@ -47,7 +47,7 @@ pub(crate) fn run_local<T>(test: impl std::future::Future<Output = T>) -> T {
 }
 
 pub use messages::{
-    AppendRequest, Appended, Commit, CommitWait, ListedOffset, NewReplicas, NewTopic,
-    PartitionOffsets, ProduceResult, ReadBatch, ReadRequest, ReadResult, TopicError, WaitRequest,
+    AppendRequest, Appended, Commit, ListedOffset, NewReplicas, NewTopic, PartitionOffsets,
+    ProduceResult, ReadBatch, ReadRequest, ReadResult, TopicError, WaitRequest,
 };
 pub use shard::{Records, Shard};

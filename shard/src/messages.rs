@@ -58,27 +58,22 @@ pub struct ProduceResult {
 }
 
 /// A produce's append, with the `acks=all` wait still owed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
     pub result: ProduceResult,
     pub commit: Option<Commit>,
 }
 
-/// What an `acks=all` produce waits for: the high watermark past `last_offset` while the
-/// partition's leader epoch is still `leader_epoch`, until `deadline` (REQUEST_TIMED_OUT).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What an `acks=all` produce waits for: the high watermark of `topic`-`partition` past
+/// `last_offset` while its leader epoch is still `leader_epoch`, until `deadline`
+/// (REQUEST_TIMED_OUT).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Commit {
+    pub topic: String,
+    pub partition: i32,
     pub last_offset: i64,
     pub leader_epoch: i32,
     pub deadline: Instant,
-}
-
-/// An `acks=all` wait for one partition a shard owns.
-#[derive(Debug, Clone)]
-pub struct CommitWait {
-    pub topic: String,
-    pub partition: i32,
-    pub commit: Commit,
 }
 
 /// A read of one partition, as a Fetch asks for it.
@@ -139,7 +134,7 @@ pub struct ListedOffset {
 
 pub(crate) enum Request {
     Produce(Vec<AppendRequest>),
-    AwaitCommits(Vec<CommitWait>),
+    AwaitCommits(Vec<Commit>),
     Read(ReadBatch),
     Wait {
         partitions: Vec<WaitRequest>,

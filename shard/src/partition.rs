@@ -168,6 +168,8 @@ impl Partition {
                 log_start_offset: info.log_start_offset,
             },
             commit: (acks == ACKS_ALL).then(|| Commit {
+                topic: self.topic.clone(),
+                partition: self.index,
                 last_offset: info.last_offset,
                 leader_epoch: epoch,
                 deadline: Instant::now() + timeout,
@@ -186,6 +188,7 @@ impl Partition {
             last_offset,
             leader_epoch: epoch,
             deadline,
+            ..
         } = commit;
         loop {
             let seen = self.appended.version();

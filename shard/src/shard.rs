@@ -22,7 +22,7 @@ use crate::group_coordinator::{
     coordinator_shard, GroupAnswer, GroupCall, GroupConfig, GroupCoordinator, ListedGroup,
 };
 use crate::messages::{
-    AppendRequest, Appended, CommitWait, ListedOffset, ReadBatch, ReadResult, Reply, Request,
+    AppendRequest, Appended, Commit, ListedOffset, ReadBatch, ReadResult, Reply, Request,
     WaitRequest,
 };
 use crate::notify::Notify;
@@ -220,7 +220,7 @@ impl Shard {
     pub async fn await_commits(
         &self,
         owner: usize,
-        waits: Vec<CommitWait>,
+        waits: Vec<Commit>,
     ) -> Vec<Result<(), ResponseError>> {
         if owner == self.id {
             return self.await_commits_local(waits).await;
@@ -513,10 +513,10 @@ impl Shard {
         .await
     }
 
-    async fn await_commits_local(&self, waits: Vec<CommitWait>) -> Vec<Result<(), ResponseError>> {
+    async fn await_commits_local(&self, waits: Vec<Commit>) -> Vec<Result<(), ResponseError>> {
         join_all(waits.into_iter().map(|w| async move {
             match self.partition(&w.topic, w.partition) {
-                Some(p) => p.committed(w.commit).await,
+                Some(p) => p.committed(w).await,
                 // Deleted or moved meanwhile: the append is not known to be replicated.
                 None => Err(ResponseError::NotLeaderOrFollower),
             }

@@ -17,7 +17,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use spate_shard::group_coordinator::OFFSETS_TOPIC;
-use spate_shard::{AppendRequest, CommitWait, ProduceResult, Shard};
+use spate_shard::{AppendRequest, Commit, ProduceResult, Shard};
 use uuid::Uuid;
 
 use super::{Context, RequestError};
@@ -38,7 +38,7 @@ pub struct Produced {
     /// One slot per partition in request order.
     results: Vec<Result<ProduceResult, ResponseError>>,
     /// The `acks=all` waits still owed, by owner shard: (slot, wait).
-    waits: BTreeMap<usize, Vec<(usize, CommitWait)>>,
+    waits: BTreeMap<usize, Vec<(usize, Commit)>>,
 }
 
 impl Produced {
@@ -51,7 +51,7 @@ impl Produced {
     pub async fn response(mut self, shard: &Shard) -> ProduceResponse {
         let waits = std::mem::take(&mut self.waits);
         let commits = waits.into_iter().map(|(owner, waits)| async move {
-            let (slots, waits): (Vec<usize>, Vec<CommitWait>) = waits.into_iter().unzip();
+            let (slots, waits): (Vec<usize>, Vec<Commit>) = waits.into_iter().unzip();
             (slots, shard.await_commits(owner, waits).await)
         });
         for (slots, outcomes) in join_all(commits).await {
@@ -166,24 +166,14 @@ pub async fn handle(
     let appends = by_owner
         .into_iter()
         .map(|(owner, (slots, appends))| async move {
-            let names: Vec<(String, i32)> = appends
-                .iter()
-                .map(|a| (a.topic.clone(), a.partition))
-                .collect();
-            let outcomes = ctx.shard.produce_batch(owner, appends).await;
-            (owner, slots, names, outcomes)
+            (owner, slots, ctx.shard.produce_batch(owner, appends).await)
         });
-    let mut waits: BTreeMap<usize, Vec<(usize, CommitWait)>> = BTreeMap::new();
-    for (owner, slots, names, outcomes) in join_all(appends).await {
-        for ((slot, (topic, partition)), outcome) in slots.into_iter().zip(names).zip(outcomes) {
+    let mut waits: BTreeMap<usize, Vec<(usize, Commit)>> = BTreeMap::new();
+    for (owner, slots, outcomes) in join_all(appends).await {
+        for (slot, outcome) in slots.into_iter().zip(outcomes) {
             results[slot] = outcome.map(|appended| {
                 if let Some(commit) = appended.commit {
-                    let wait = CommitWait {
-                        topic,
-                        partition,
-                        commit,
-                    };
-                    waits.entry(owner).or_default().push((slot, wait));
+                    waits.entry(owner).or_default().push((slot, commit));
                 }
                 appended.result
             });
