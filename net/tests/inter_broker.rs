@@ -118,6 +118,9 @@ fn start_broker() -> Broker {
         })
     });
     let topic_id = id.recv_timeout(PATIENCE).expect("the broker starts");
+    // The topic exists before the listener does; the follower's link does not retry a
+    // refused connection, so wait here (Client::connect retries) until the broker listens.
+    drop(Client::connect(port));
     Broker {
         port,
         topic_id,
