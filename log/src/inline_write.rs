@@ -8,17 +8,20 @@
 //! An inline write blocks the shard while it runs. That is a few microseconds while the
 //! kernel takes the write into the page cache, but it can be much longer when the kernel
 //! throttles a writer for too many dirty pages. So a write that took longer than
-//! [`SLOW_WRITE`] sends this thread's writes back through io_uring, where such a wait blocks
-//! a kernel worker rather than every partition of the shard, for [`BACKOFF`].
+//! [`SLOW_WRITE`] and slept in the kernel sends this thread's writes back through io_uring,
+//! where such a wait blocks a kernel worker rather than every partition of the shard, for
+//! [`BACKOFF`]. A write that was only slow because another thread had the CPU meanwhile
+//! (preemption in the kernel's copy loop) does not: a worker would wait for the CPU too.
 
 use std::cell::Cell;
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 /// Larger writes go through io_uring: their copy dwarfs the hand-off.
 pub(crate) const INLINE_MAX_BYTES: usize = 1 << 20;
-/// An inline write slower than this means the kernel made the writer wait.
+/// An inline write slower than this, that slept, means the kernel made the writer wait.
 const SLOW_WRITE: Duration = Duration::from_millis(2);
 /// How long writes go through io_uring after a slow one.
 const BACKOFF: Duration = Duration::from_secs(1);
@@ -34,9 +37,10 @@ impl Policy {
         len <= INLINE_MAX_BYTES && self.paused_until.get().is_none_or(|until| now >= until)
     }
 
-    /// Notes how long an inline write that ended at `now` took.
-    fn record(&self, took: Duration, now: Instant) {
-        if took > SLOW_WRITE {
+    /// Notes how long an inline write that ended at `now` took, and (asked only when it
+    /// was slow) whether the kernel put the thread to sleep during it.
+    fn record(&self, took: Duration, slept: impl FnOnce() -> bool, now: Instant) {
+        if took > SLOW_WRITE && slept() {
             tracing::debug!(
                 ?took,
                 "slow inline write: writing through io_uring for a while"
@@ -59,11 +63,23 @@ pub(crate) fn write_at(fd: RawFd, buf: &[u8], position: u64) -> Option<io::Resul
         if !policy.allows(buf.len(), start) {
             return None;
         }
+        let sleeps = voluntary_switches();
         let result = pwrite_all(fd, buf, position);
         let end = Instant::now();
-        policy.record(end - start, end);
+        let slept = || sleeps.is_none() || voluntary_switches() != sleeps;
+        policy.record(end - start, slept, end);
         Some(result)
     })
+}
+
+/// How many times this thread has gone to sleep in the kernel (`ru_nvcsw`); a preemption is
+/// not counted. `None` if it cannot be told.
+fn voluntary_switches() -> Option<libc::c_long> {
+    let mut usage = MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage only writes a `rusage` through the pointer, which points to one.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()) };
+    // SAFETY: on success getrusage filled it in (and it was zeroed before anyway).
+    (rc == 0).then(|| unsafe { usage.assume_init() }.ru_nvcsw)
 }
 
 fn pwrite_all(fd: RawFd, buf: &[u8], position: u64) -> io::Result<usize> {
@@ -113,15 +129,27 @@ mod tests {
     }
 
     #[test]
-    fn large_writes_and_writes_after_a_slow_one_go_through_io_uring() {
+    fn large_writes_and_writes_after_a_slow_one_that_slept_go_through_io_uring() {
         let policy = Policy::default();
         let t0 = Instant::now();
         assert!(policy.allows(INLINE_MAX_BYTES, t0));
         assert!(!policy.allows(INLINE_MAX_BYTES + 1, t0));
-        policy.record(SLOW_WRITE / 2, t0);
+        policy.record(SLOW_WRITE / 2, || true, t0);
         assert!(policy.allows(100, t0), "a fast write changes nothing");
-        policy.record(SLOW_WRITE * 2, t0);
+        policy.record(SLOW_WRITE * 2, || false, t0);
+        assert!(
+            policy.allows(100, t0),
+            "a slow write that never slept was preempted"
+        );
+        policy.record(SLOW_WRITE * 2, || true, t0);
         assert!(!policy.allows(100, t0 + BACKOFF / 2));
         assert!(policy.allows(100, t0 + BACKOFF));
+    }
+
+    #[test]
+    fn sleeping_counts_as_a_voluntary_switch() {
+        let before = voluntary_switches().unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+        assert!(voluntary_switches().unwrap() > before);
     }
 }

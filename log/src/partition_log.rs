@@ -616,13 +616,14 @@ impl PartitionLog {
         if run.is_empty() {
             return Ok(());
         }
-        let (file, position) = {
+        let (file, position, segment_bytes) = {
             let st = self.state.borrow();
             let active = st.active();
-            (active.file.clone(), active.size)
+            (active.file.clone(), active.size, st.config.segment_bytes)
         };
         let mut run = run;
         let total: u64 = run.iter().map(Staged::len).sum();
+        file.reserve(position + total, segment_bytes).await;
         let mut at = position;
         for buf in write_chunks(&mut run) {
             let len = buf.len() as u64;
@@ -673,16 +674,20 @@ impl PartitionLog {
     /// background task fsyncs it and moves the recovery point past it, as Kafka does after
     /// a roll, so a crash never rescans more than the active segment even with flush=never.
     pub(crate) async fn roll(&self, base_offset: i64) -> Result<(), LogError> {
-        let (old_base, offset_index, time_index) = {
+        let (old_base, old_file, old_size, offset_index, time_index) = {
             let mut st = self.state.borrow_mut();
             let active = st.active_mut();
             active.seal_time_index();
             (
                 active.base_offset,
+                active.file.clone(),
+                active.size,
                 active.offset_index.to_bytes(),
                 active.time_index.to_bytes(),
             )
         };
+        // Frees the blocks reserved past the old segment's end (`SegmentFile::reserve`).
+        old_file.truncate(old_size).await?;
         segment::write_index_files(&self.dir, old_base, offset_index, time_index).await?;
         let path = segment::file_path(&self.dir, base_offset, segment::LOG_SUFFIX);
         let file = Rc::new(SegmentFile::open(path, true).await?);

@@ -5,6 +5,7 @@
 //! or `.timeindex`. A segment's indexes are written to disk when it stops being the active
 //! segment and on close; after a crash they are rebuilt for the segments that recovery scans.
 
+use std::cell::Cell;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 
@@ -37,11 +38,19 @@ pub fn parse_file_name(name: &str, suffix: &str) -> Option<i64> {
     stem.parse().ok()
 }
 
+/// A segment file's blocks are allocated ahead of its writes by as much as it holds, but no
+/// more than this (`SegmentFile::reserve`).
+const RESERVE_AHEAD_MAX: u64 = 64 << 20;
+/// Reservations end on a multiple of this, so small writes do not each allocate.
+const RESERVE_STEP: u64 = 64 << 10;
+
 /// The `.log` file of a segment. Shared (`Rc`) with fetch responses in flight, so a segment
 /// deleted by retention stays readable until the last response using it is sent.
 pub struct SegmentFile {
     file: BufferedFile,
     path: PathBuf,
+    /// The file's blocks are allocated up to here (`reserve`); 0 when not known.
+    reserved: Cell<u64>,
 }
 
 impl SegmentFile {
@@ -55,7 +64,11 @@ impl SegmentFile {
             .buffered_open(&path)
             .await
             .map_err(|e| LogError::io(&path, e))?;
-        Ok(SegmentFile { file, path })
+        Ok(SegmentFile {
+            file,
+            path,
+            reserved: Cell::new(0),
+        })
     }
 
     pub fn raw_fd(&self) -> RawFd {
@@ -127,6 +140,28 @@ impl SegmentFile {
         Ok(())
     }
 
+    /// Allocates the file's blocks up to `end` and beyond (as many again as it holds, at most
+    /// `RESERVE_AHEAD_MAX`, never past `limit`) without changing its size, unless done already.
+    ///
+    /// Otherwise ext4 allocates the blocks at writeback, holding the file's block map lock
+    /// while it reads allocation bitmaps from disk, and an inline write arriving meanwhile
+    /// stalls the whole shard for tens of ms (docs/benchmarks.md, finding 8). Best effort: on
+    /// a filesystem without `fallocate` or a full disk the writes go on without.
+    pub(crate) async fn reserve(&self, end: u64, limit: u64) {
+        if end <= self.reserved.get() {
+            return;
+        }
+        let ahead = end.min(RESERVE_AHEAD_MAX);
+        let to = (end + ahead)
+            .next_multiple_of(RESERVE_STEP)
+            .min(limit)
+            .max(end);
+        if let Err(e) = self.file.pre_allocate(to, true).await {
+            tracing::debug!(path = %self.path.display(), "preallocation failed: {e}");
+        }
+        self.reserved.set(to);
+    }
+
     pub(crate) async fn sync(&self) -> Result<(), LogError> {
         self.file
             .fdatasync()
@@ -134,11 +169,14 @@ impl SegmentFile {
             .map_err(|e| LogError::io(&self.path, e))
     }
 
+    /// Cuts the file to `size`, which also frees the blocks reserved past it.
     pub(crate) async fn truncate(&self, size: u64) -> Result<(), LogError> {
         self.file
             .truncate(size)
             .await
-            .map_err(|e| LogError::io(&self.path, e))
+            .map_err(|e| LogError::io(&self.path, e))?;
+        self.reserved.set(self.reserved.get().min(size));
+        Ok(())
     }
 
     pub(crate) async fn close(self) -> Result<(), LogError> {

@@ -78,6 +78,47 @@ fn every_offset_of_a_multi_segment_log_is_found_before_and_after_reopen() {
     });
 }
 
+/// Bytes of disk a file holds (`st_blocks`, which on ext4 counts delayed allocations too).
+fn allocated(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+#[test]
+fn an_active_segment_reserves_disk_ahead_of_its_writes_and_frees_it_when_it_rolls() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Rc::new(ManualClock::new(0));
+        let segment_bytes = 4 << 20;
+        let log = open(dir.path(), small_segments(segment_bytes), &clock).await;
+        let first = dir.path().join("00000000000000000000.log");
+        let mut i = 0;
+        while log.segment_count() == 1 {
+            log.append(batch(i, 100, 1_000, i as u64), 1).await.unwrap();
+            i += 1;
+            let len = std::fs::metadata(&first).unwrap().len();
+            if log.segment_count() == 1 {
+                // Disk is reserved past the bytes written (the file's length), by no more
+                // than as much again, and never past segment.bytes.
+                let reserved = allocated(&first);
+                assert!(
+                    reserved > len.next_multiple_of(4096),
+                    "{reserved} for {len}"
+                );
+                let most = (2 * len + (64 << 10)).min(segment_bytes);
+                assert!(reserved <= most, "{reserved} for {len}");
+            }
+        }
+        let len = std::fs::metadata(&first).unwrap().len();
+        assert!(len <= segment_bytes && len > segment_bytes / 2, "{len}");
+        assert!(
+            allocated(&first) <= len.next_multiple_of(4096),
+            "sealed: {len}"
+        );
+        log.close().await.unwrap();
+    });
+}
+
 #[test]
 fn time_lookups_find_the_first_offset_at_or_after_a_timestamp() {
     run(|| async {
