@@ -37,7 +37,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::LogConfig;
 pub use error::LogError;
 pub use leader_epoch::FILE_NAME as LEADER_EPOCH_FILE;
-pub use partition_log::{AppendInfo, LogStats, PartitionLog, ProducerInfo, ReadSlice};
+pub use partition_log::{AppendInfo, LogStats, PartitionLog, ProducerInfo, ReadSlice, SharedSlice};
 pub use producer_snapshot::SNAPSHOT_SUFFIX as PRODUCER_SNAPSHOT_SUFFIX;
 pub use producer_state::{BATCHES_TO_RETAIN, DEFAULT_PRODUCER_ID_EXPIRATION_MS};
 pub use segment::SegmentFile;

@@ -16,8 +16,10 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 
 use bytes::BytesMut;
@@ -72,6 +74,25 @@ pub struct ReadSlice {
     pub file: Rc<SegmentFile>,
     pub position: u64,
     /// 0 = nothing to return.
+    pub len: usize,
+}
+
+impl ReadSlice {
+    /// The same range for another thread (`SegmentFile::shared_fd`).
+    pub fn share(&self) -> Result<SharedSlice, LogError> {
+        Ok(SharedSlice {
+            fd: self.file.shared_fd()?,
+            position: self.position,
+            len: self.len,
+        })
+    }
+}
+
+/// A [`ReadSlice`] that can cross threads: the segment's descriptor, duplicated.
+#[derive(Debug, Clone)]
+pub struct SharedSlice {
+    pub fd: Arc<OwnedFd>,
+    pub position: u64,
     pub len: usize,
 }
 

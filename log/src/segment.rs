@@ -5,9 +5,11 @@
 //! or `.timeindex`. A segment's indexes are written to disk when it stops being the active
 //! segment and on close; after a crash they are rebuilt for the segments that recovery scans.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use glommio::io::{BufferedFile, OpenOptions};
 use spate_core::record_batch::{BatchHeader, BATCH_HEADER_LEN};
@@ -51,6 +53,8 @@ pub struct SegmentFile {
     path: PathBuf,
     /// The file's blocks are allocated up to here (`reserve`); 0 when not known.
     reserved: Cell<u64>,
+    /// A duplicate of the file's descriptor that other threads may hold (`shared_fd`).
+    shared: OnceCell<Arc<OwnedFd>>,
 }
 
 impl SegmentFile {
@@ -68,6 +72,7 @@ impl SegmentFile {
             file,
             path,
             reserved: Cell::new(0),
+            shared: OnceCell::new(),
         })
     }
 
@@ -77,6 +82,21 @@ impl SegmentFile {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file's descriptor for another thread (the file itself stays on this one): a
+    /// duplicate made on first use and kept with the file, so a fetch served by another shard
+    /// reads the file directly and a segment deleted meanwhile stays readable until it is done.
+    pub fn shared_fd(&self) -> Result<Arc<OwnedFd>, LogError> {
+        if let Some(fd) = self.shared.get() {
+            return Ok(fd.clone());
+        }
+        // SAFETY: the descriptor is `self.file`'s, open for as long as `self` lives, which
+        // outlasts this call; `try_clone_to_owned` only duplicates it.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.file.as_raw_fd()) }
+            .try_clone_to_owned()
+            .map_err(|e| LogError::io(&self.path, e))?;
+        Ok(self.shared.get_or_init(|| Arc::new(fd)).clone())
     }
 
     /// Reads `len` bytes at `position`, fewer only if the file ends first.

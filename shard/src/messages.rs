@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use kafka_protocol::ResponseError;
 use spate_core::topic_config::TopicConfig;
+use spate_log::SharedSlice;
 
 use crate::group_coordinator::{GroupAnswer, GroupCall, ListedGroup};
 use crate::partition_admin::{PartitionAnswer, PartitionQuery, TopicChange};
@@ -170,7 +171,7 @@ pub(crate) enum Request {
 pub(crate) enum Reply {
     Produce(Vec<Result<Appended, ResponseError>>),
     Committed(Vec<Result<(), ResponseError>>),
-    Read(Vec<ReadResult<Bytes>>),
+    Read(Vec<ReadResult<SharedSlice>>),
     Waited,
     ListOffset(Result<Option<ListedOffset>, ResponseError>),
     CreateTopics(Vec<Result<TopicInfo, TopicError>>),

@@ -6,7 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use kafka_protocol::ResponseError;
 use spate_core::record_batch;
 use spate_log::{LogError, PartitionLog, ReadSlice};
@@ -606,18 +606,4 @@ impl Partition {
             self.log.set_high_watermark(hw);
         }
     }
-}
-
-/// Copies a read range out of its segment file: a read for another shard crosses threads as
-/// bytes (the owner's file handles stay on the owner). Local reads are spliced instead.
-pub(crate) async fn read_slice_to_bytes(slice: &ReadSlice) -> Result<Bytes, ResponseError> {
-    if slice.len == 0 {
-        return Ok(Bytes::new());
-    }
-    slice
-        .file
-        .read_at(slice.position, slice.len)
-        .await
-        .map(Bytes::from)
-        .map_err(|e| e.kafka_error())
 }

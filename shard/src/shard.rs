@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use glommio::channels::shared_channel::ConnectedReceiver;
 use kafka_protocol::ResponseError;
 use spate_core::config::BrokerConfig;
-use spate_log::{Clock, PartitionLog, ReadSlice, SystemClock};
+use spate_log::{Clock, PartitionLog, ReadSlice, SharedSlice, SystemClock};
 
 use crate::controller::broker_link::BrokerLink;
 use crate::group_coordinator::{
@@ -26,7 +26,7 @@ use crate::messages::{
     WaitRequest,
 };
 use crate::notify::Notify;
-use crate::partition::{read_slice_to_bytes, Partition};
+use crate::partition::Partition;
 use crate::placement::owner_shard;
 use crate::producer_ids;
 use crate::replication::{assign_from, Replication, ReplicationConfig};
@@ -41,10 +41,11 @@ pub const CONTROLLER_SHARD: usize = 0;
 /// few enough to bound the open files and memory of closes in flight.
 pub const CLOSE_CONCURRENCY: usize = 64;
 
-/// Records a read returned: a file range when the partition is on this shard, bytes when
-/// they came from another shard.
+/// Records a read returned: a range of a segment file, of this shard's (`File`) or of another
+/// shard's (`Shared`), or bytes in memory.
 pub enum Records {
     File(ReadSlice),
+    Shared(SharedSlice),
     Bytes(Bytes),
 }
 
@@ -52,6 +53,7 @@ impl Records {
     pub fn len(&self) -> usize {
         match self {
             Records::File(slice) => slice.len,
+            Records::Shared(slice) => slice.len,
             Records::Bytes(bytes) => bytes.len(),
         }
     }
@@ -247,7 +249,7 @@ impl Shard {
         match self.call(owner, Request::Read(batch)).await {
             Some(Reply::Read(results)) => results
                 .into_iter()
-                .map(|r| r.map(|(bytes, offsets)| (Records::Bytes(bytes), offsets)))
+                .map(|r| r.map(|(slice, offsets)| (Records::Shared(slice), offsets)))
                 .collect(),
             _ => (0..count)
                 .map(|_| Err(ResponseError::NotLeaderOrFollower))
@@ -561,16 +563,18 @@ impl Shard {
         results
     }
 
-    /// A read for another shard: the ranges cross threads as bytes.
-    async fn read_for_peer(&self, batch: ReadBatch) -> Vec<ReadResult<Bytes>> {
-        let mut results = Vec::with_capacity(batch.reads.len());
-        for result in self.read_local(batch).await {
-            results.push(match result {
-                Ok((slice, offsets)) => read_slice_to_bytes(&slice).await.map(|b| (b, offsets)),
-                Err(e) => Err(e),
-            });
-        }
-        results
+    /// A read for another shard: the ranges cross threads as shared descriptors of the
+    /// segment files, which the other shard splices or copies from as from its own.
+    async fn read_for_peer(&self, batch: ReadBatch) -> Vec<ReadResult<SharedSlice>> {
+        self.read_local(batch)
+            .await
+            .into_iter()
+            .map(|result| {
+                let (slice, offsets) = result?;
+                let shared = slice.share().map_err(|e| e.kafka_error())?;
+                Ok((shared, offsets))
+            })
+            .collect()
     }
 
     async fn wait_local(&self, partitions: Vec<WaitRequest>, timeout: Duration) {

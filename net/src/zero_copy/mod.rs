@@ -9,8 +9,8 @@
 //! From a connection whose stream is a `futures_lite::io::BufReader<glommio::net::TcpStream>`:
 //!
 //! ```text
-//! // parts: FetchResponseParts<spate_shard::Records>, Records::File for partitions of this
-//! // shard (spliced), Records::Bytes for records that came from another shard (written).
+//! // parts: FetchResponseParts<spate_shard::Records>: Records::File for partitions of this
+//! // shard, Records::Shared for another shard's (both spliced), Records::Bytes (written).
 //! let segments = encode_fetch_response(version, correlation_id, parts)?;
 //! let fd = stream.get_ref().as_raw_fd(); // glommio's TcpStream implements AsRawFd
 //! if write_fetch_response(&mut stream, fd, segments).await.is_err() {

@@ -9,7 +9,7 @@
 //! whole path). Large ranges, and small ones not in the page cache, are spliced.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use futures_lite::{AsyncWrite, AsyncWriteExt};
 use spate_shard::Records;
@@ -30,8 +30,8 @@ impl RecordsLen for Records {
 }
 
 /// Writes `segments` (from `encode_fetch_response`) in order to `stream`, whose socket is
-/// `socket_fd`: `Records::File` ranges go file -> socket by splice (or are copied when small
-/// and cached, see the module doc), everything else through `stream`. `stream` is flushed
+/// `socket_fd`: file ranges (`Records::File`, `Records::Shared`) go file -> socket by splice
+/// (or are copied when small and cached, see the module doc), everything else through `stream`. `stream` is flushed
 /// before each splice, so a buffering writer is fine.
 ///
 /// Pass the socket's fd separately so that wrappers work: for a
@@ -55,23 +55,39 @@ pub async fn write_fetch_response<S: AsyncWrite + Unpin>(
                 }
             }
             FetchSegment::Records(Records::File(slice)) => {
-                let fd = slice.file.raw_fd();
-                let copied = if slice.len < SPLICE_MIN_BYTES {
-                    copy_cached(fd, slice.position, slice.len, &mut gathered)?
-                } else {
-                    0
-                };
-                if copied < slice.len {
-                    write_gathered(stream, &mut gathered).await?;
-                    stream.flush().await?;
-                    let position = slice.position + copied as u64;
-                    splice_to_socket(socket_fd, fd, position, slice.len - copied).await?;
-                }
+                let range = (slice.file.raw_fd(), slice.position, slice.len);
+                send_range(stream, socket_fd, &mut gathered, range).await?
+            }
+            FetchSegment::Records(Records::Shared(slice)) => {
+                let range = (slice.fd.as_raw_fd(), slice.position, slice.len);
+                send_range(stream, socket_fd, &mut gathered, range).await?
             }
         }
     }
     write_gathered(stream, &mut gathered).await?;
     stream.flush().await
+}
+
+/// Sends `len` bytes of file `fd` at `position`: copied into `gathered` when small and cached,
+/// else spliced after what was gathered so far.
+async fn send_range<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    socket_fd: RawFd,
+    gathered: &mut Vec<u8>,
+    (fd, position, len): (RawFd, u64, usize),
+) -> io::Result<()> {
+    let copied = if len < SPLICE_MIN_BYTES {
+        copy_cached(fd, position, len, gathered)?
+    } else {
+        0
+    };
+    if copied < len {
+        write_gathered(stream, gathered).await?;
+        stream.flush().await?;
+        let at = position + copied as u64;
+        splice_to_socket(socket_fd, fd, at, len - copied).await?;
+    }
+    Ok(())
 }
 
 async fn write_gathered<S: AsyncWrite + Unpin>(
@@ -156,7 +172,8 @@ mod tests {
     }
 
     /// A range at or above `SPLICE_MIN_BYTES` (spliced) and one below it (copied) arrive
-    /// intact and in order within one response.
+    /// intact and in order within one response, read through the log's own file or through
+    /// the descriptor shared with other shards.
     #[test]
     fn large_ranges_are_spliced_and_small_ones_copied_in_order() {
         let dir = tempfile::tempdir().unwrap();
@@ -210,9 +227,11 @@ mod tests {
                         name: StrBytes::from_static_str("logs"),
                         topic_id: [9; 16],
                         partitions: vec![
-                            partition(0, Records::File(small)),
-                            partition(1, Records::File(big)),
-                            partition(2, Records::Bytes(Bytes::from_static(b"in memory"))),
+                            partition(0, Records::Shared(small.share().unwrap())),
+                            partition(1, Records::Shared(big.share().unwrap())),
+                            partition(2, Records::File(small)),
+                            partition(3, Records::File(big)),
+                            partition(4, Records::Bytes(Bytes::from_static(b"in memory"))),
                         ],
                     }],
                 };
@@ -223,9 +242,12 @@ mod tests {
                 (client.join().unwrap(), big_bytes, small_bytes)
             });
         let partitions = &decoded.responses[0].partitions;
-        assert_eq!(partitions[0].records.as_deref(), Some(&small[..]));
-        assert_eq!(partitions[1].records.as_deref(), Some(&big[..]));
-        assert_eq!(partitions[2].records.as_deref(), Some(&b"in memory"[..]));
+        for shared_or_not in [0, 2] {
+            let (small_at, big_at) = (shared_or_not, shared_or_not + 1);
+            assert_eq!(partitions[small_at].records.as_deref(), Some(&small[..]));
+            assert_eq!(partitions[big_at].records.as_deref(), Some(&big[..]));
+        }
+        assert_eq!(partitions[4].records.as_deref(), Some(&b"in memory"[..]));
     }
 
     /// A log's batches sent by splice and in-memory records arrive as kafka-protocol decodes

@@ -6,17 +6,27 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_util::future::{FutureExt, LocalBoxFuture};
 use kafka_protocol::ResponseError;
 use spate_core::record_batch::{self, build_batch};
-use spate_log::{Clock, LogConfig, ManualClock, PartitionLog};
+use spate_log::{Clock, LogConfig, ManualClock, PartitionLog, ReadSlice};
 use uuid::Uuid;
 
 use super::*;
 use crate::controller::image::PartitionAssignment;
 use crate::messages::ListedOffset;
-use crate::partition::{read_slice_to_bytes, Partition, ACKS_ALL, NO_EPOCH_CHECK};
+use crate::partition::{Partition, ACKS_ALL, NO_EPOCH_CHECK};
+
+/// The bytes of a read range.
+async fn read_slice_to_bytes(slice: &ReadSlice) -> Result<Bytes, ResponseError> {
+    slice
+        .file
+        .read_at(slice.position, slice.len)
+        .await
+        .map(Bytes::from)
+        .map_err(|e| e.kafka_error())
+}
 
 const LEADER: i32 = 1;
 const FOLLOWER: i32 = 2;
