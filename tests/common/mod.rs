@@ -132,6 +132,10 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The data dir, and the log in it, go with the broker: show why the test failed.
+            eprintln!("spate's log (run {}):\n{}", self.starts, self.log());
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
