@@ -44,7 +44,7 @@ pub fn parse_file_name(name: &str, suffix: &str) -> Option<i64> {
 /// more than this (`SegmentFile::reserve`).
 const RESERVE_AHEAD_MAX: u64 = 64 << 20;
 /// Reservations end on a multiple of this, so small writes do not each allocate.
-const RESERVE_STEP: u64 = 64 << 10;
+const RESERVE_STEP: u64 = 4 << 10;
 
 /// The `.log` file of a segment. Shared (`Rc`) with fetch responses in flight, so a segment
 /// deleted by retention stays readable until the last response using it is sent.
