@@ -88,36 +88,49 @@ fn allocated(path: &std::path::Path) -> u64 {
 fn an_active_segment_reserves_disk_ahead_of_its_writes_and_frees_it_when_it_rolls() {
     run(|| async {
         let dir = tempfile::tempdir().unwrap();
-        let clock = Rc::new(ManualClock::new(0));
+        let clock = Rc::new(ManualClock::new(10_000));
         let segment_bytes = 4 << 20;
-        let log = open(dir.path(), small_segments(segment_bytes), &clock).await;
+        let config = LogConfig {
+            roll_ms: 1_000,
+            ..small_segments(segment_bytes)
+        };
+        let log = open(dir.path(), config, &clock).await;
         let first = dir.path().join("00000000000000000000.log");
-        let mut i = 0;
+        // The filesystem's own blocks for a file's extent tree count too.
+        let slack = 64 << 10;
         let mut most_ahead = 0;
-        while log.segment_count() == 1 {
-            log.append(batch(i, 100, 1_000, i as u64), 1).await.unwrap();
-            i += 1;
+        for i in 0..24 {
+            let ts = clock_now(&clock);
+            log.append(batch(ts, 100, 1_000, i), 1).await.unwrap();
+            // Disk is reserved past the bytes written (the file's length), by no more than
+            // as much again, and never past segment.bytes.
             let len = std::fs::metadata(&first).unwrap().len();
-            if log.segment_count() == 1 {
-                // Disk is reserved past the bytes written (the file's length), by no more
-                // than as much again, and never past segment.bytes (give or take the
-                // filesystem's own blocks for the file's extent tree).
-                let reserved = allocated(&first);
-                assert!(reserved >= len, "{reserved} for {len}");
-                let most = (2 * len).next_multiple_of(4096).min(segment_bytes) + (64 << 10);
-                assert!(reserved <= most, "{reserved} for {len}");
-                most_ahead = most_ahead.max(reserved - len);
-            }
+            let reserved = allocated(&first);
+            assert!(reserved >= len, "{reserved} for {len}");
+            let most = (2 * len).next_multiple_of(4096).min(segment_bytes) + slack;
+            assert!(reserved <= most, "{reserved} for {len}");
+            most_ahead = most_ahead.max(reserved - len);
         }
+        assert_eq!(log.segment_count(), 1);
         assert!(
             most_ahead >= 1 << 20,
             "at most {most_ahead} bytes reserved ahead"
         );
+
+        // A roll by age, short of segment.bytes: what was reserved past the end goes.
         let len = std::fs::metadata(&first).unwrap().len();
-        assert!(len <= segment_bytes && len > segment_bytes / 2, "{len}");
+        let before = allocated(&first);
+        assert!(before > len + slack, "{before} for {len}");
+        clock.advance(1_001);
+        log.append(batch(clock_now(&clock), 1, 10, 99), 1)
+            .await
+            .unwrap();
+        assert_eq!(log.segment_count(), 2);
+        assert_eq!(std::fs::metadata(&first).unwrap().len(), len);
+        let sealed = allocated(&first);
         assert!(
-            allocated(&first) <= len.next_multiple_of(4096),
-            "sealed: {len}"
+            sealed <= len.next_multiple_of(4096) + slack,
+            "sealed: {sealed} for {len}"
         );
         log.close().await.unwrap();
     });
