@@ -31,8 +31,8 @@ impl RecordsLen for Records {
 
 /// Writes `segments` (from `encode_fetch_response`) in order to `stream`, whose socket is
 /// `socket_fd`: file ranges (`Records::File`, `Records::Shared`) go file -> socket by splice
-/// (or are copied when small and cached, see the module doc), everything else through `stream`. `stream` is flushed
-/// before each splice, so a buffering writer is fine.
+/// (or are copied when small and cached, see the module doc), everything else through
+/// `stream`. `stream` is flushed before each splice, so a buffering writer is fine.
 ///
 /// Pass the socket's fd separately so that wrappers work: for a
 /// `futures_lite::io::BufReader<glommio::net::TcpStream>`, `stream.get_ref().as_raw_fd()`.
