@@ -712,6 +712,8 @@ impl PartitionLog {
         segment::write_index_files(&self.dir, old_base, offset_index, time_index).await?;
         let path = segment::file_path(&self.dir, base_offset, segment::LOG_SUFFIX);
         let file = Rc::new(SegmentFile::open(path, true).await?);
+        let segment_bytes = self.state.borrow().config.segment_bytes;
+        file.reserve_start(old_size, segment_bytes).await;
         let generation = {
             let mut st = self.state.borrow_mut();
             let segment = LogSegment::new(base_offset, file, self.clock.now_ms());

@@ -176,6 +176,24 @@ impl SegmentFile {
             .next_multiple_of(RESERVE_STEP)
             .min(limit)
             .max(end);
+        self.allocate_to(to).await
+    }
+
+    /// Reserves the first `bytes` of a new, empty segment at once (at most
+    /// `RESERVE_AHEAD_MAX`, never past `limit`). A roll passes what the segment before held,
+    /// so a busy partition's new segment does not grow its reservation step by step, each
+    /// step an `fallocate` its appends wait for.
+    pub(crate) async fn reserve_start(&self, bytes: u64, limit: u64) {
+        let to = bytes
+            .min(RESERVE_AHEAD_MAX)
+            .next_multiple_of(RESERVE_STEP)
+            .min(limit);
+        if to > self.reserved.get() {
+            self.allocate_to(to).await
+        }
+    }
+
+    async fn allocate_to(&self, to: u64) {
         if let Err(e) = self.file.pre_allocate(to, true).await {
             tracing::debug!(path = %self.path.display(), "preallocation failed: {e}");
         }

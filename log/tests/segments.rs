@@ -5,7 +5,7 @@ mod common;
 
 use std::rc::Rc;
 
-use common::{batch, open, read_all, run, small_segments};
+use common::{batch, names_with, open, read_all, run, small_segments};
 use spate_log::{LogConfig, LogError, ManualClock, PartitionLog};
 
 /// The batch a 1-byte read at `offset` returns must hold `offset`.
@@ -131,6 +131,13 @@ fn an_active_segment_reserves_disk_ahead_of_its_writes_and_frees_it_when_it_roll
         assert!(
             sealed <= len.next_multiple_of(4096) + slack,
             "sealed: {sealed} for {len}"
+        );
+        // The new segment starts with as much reserved as the old one held.
+        let second = dir.path().join(&names_with(dir.path(), ".log")[1]);
+        let reserved = allocated(&second);
+        assert!(
+            reserved >= len,
+            "new segment: {reserved}, the old one held {len}"
         );
         log.close().await.unwrap();
     });
