@@ -7,7 +7,11 @@ use std::collections::BTreeMap;
 
 use common::{batch, batches_in, fetch_request, Broker};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::{DescribeConfigsRequest, FetchResponse, ResponseHeader};
+use kafka_protocol::messages::fetch_request::FetchPartition;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    DescribeConfigsRequest, FetchRequest, FetchResponse, ProduceRequest, ResponseHeader,
+};
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
 const PARTITIONS: i32 = 8;
@@ -95,8 +99,6 @@ fn long_polls_on_partitions_of_both_shards_wake_on_append() {
 
 #[test]
 fn one_produce_spanning_both_shards_answers_every_partition_in_order() {
-    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-    use kafka_protocol::messages::ProduceRequest;
     let broker = Broker::start(2, &[]);
     let mut client = broker.client();
     client.create_topic("wide", PARTITIONS);
@@ -144,5 +146,113 @@ fn one_produce_spanning_both_shards_answers_every_partition_in_order() {
     assert_eq!(response.responses[1].partition_responses[0].error_code, 3);
     for p in 0..PARTITIONS {
         assert_eq!(client.fetch("wide", p, 0, 0).high_watermark, 2);
+    }
+}
+
+/// One Produce request with a batch of `value` for each of `partitions` of `topic`.
+fn produce_to(topic: &str, partitions: &[i32], value: &str, acks: i16) -> ProduceRequest {
+    let partitions = partitions
+        .iter()
+        .map(|&p| {
+            PartitionProduceData::default()
+                .with_index(p)
+                .with_records(Some(batch(&[value])))
+        })
+        .collect();
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(common::topic_name(topic))
+            .with_partition_data(partitions)])
+}
+
+#[test]
+fn produces_sent_without_waiting_land_in_order_on_both_shards() {
+    const REQUESTS: i64 = 200;
+    let broker = Broker::start(2, &[]);
+    let mut client = broker.client();
+    client.create_topic("pipelined", PARTITIONS);
+    // Every request names every partition, so some of each go to the other shard; all are
+    // sent before any answer is read.
+    for acks in [1, -1] {
+        let first = if acks == 1 { 0 } else { REQUESTS };
+        let ids: Vec<i32> = (0..REQUESTS)
+            .map(|i| {
+                let all: Vec<i32> = (0..PARTITIONS).collect();
+                let request = produce_to("pipelined", &all, &format!("r{i}"), acks);
+                let (id, frame) = client.frame(&request, 9);
+                client.send_raw(&frame);
+                id
+            })
+            .collect();
+        for (i, id) in ids.into_iter().enumerate() {
+            let response = client.receive::<ProduceRequest>(id, 9);
+            let got: Vec<(i32, i16, i64)> = response.responses[0]
+                .partition_responses
+                .iter()
+                .map(|p| (p.index, p.error_code, p.base_offset))
+                .collect();
+            let expected: Vec<(i32, i16, i64)> =
+                (0..PARTITIONS).map(|p| (p, 0, first + i as i64)).collect();
+            assert_eq!(got, expected, "acks={acks}, request {i}");
+        }
+    }
+}
+
+#[test]
+fn a_fetch_sent_right_after_a_produce_sees_its_records() {
+    const ROUNDS: i64 = 20;
+    let broker = Broker::start(2, &[]);
+    let mut client = broker.client();
+    client.create_topic("read-your-write", PARTITIONS);
+    // Each shard's partitions in turn: for one of the two, all are on the other shard than
+    // the connection's, whichever that is.
+    let owners = owners(&broker.log(), "read-your-write");
+    let by_shard: Vec<Vec<i32>> = (0..2)
+        .map(|s| {
+            owners
+                .iter()
+                .filter(|(_, o)| **o == s)
+                .map(|(p, _)| *p)
+                .collect()
+        })
+        .collect();
+    for round in 0..ROUNDS {
+        for partitions in &by_shard {
+            // The Produce and a Fetch of the same partitions go out together; Kafka handles
+            // a connection's requests one after another, so the Fetch sees the records.
+            let produce = produce_to("read-your-write", partitions, "w", 1);
+            let (produce_id, frame) = client.frame(&produce, 9);
+            client.send_raw(&frame);
+            let mut fetch = fetch_request("read-your-write", 0, round, 0);
+            fetch.topics[0].partitions = partitions
+                .iter()
+                .map(|&p| {
+                    FetchPartition::default()
+                        .with_partition(p)
+                        .with_fetch_offset(round)
+                        .with_partition_max_bytes(1 << 20)
+                })
+                .collect();
+            let (fetch_id, frame) = client.frame(&fetch, 12);
+            client.send_raw(&frame);
+            let response = client.receive::<ProduceRequest>(produce_id, 9);
+            assert!(response.responses[0]
+                .partition_responses
+                .iter()
+                .all(|p| p.error_code == 0 && p.base_offset == round));
+            let response = client.receive::<FetchRequest>(fetch_id, 12);
+            assert_eq!(response.responses[0].partitions.len(), partitions.len());
+            for data in &response.responses[0].partitions {
+                let p = data.partition_index;
+                assert_eq!(
+                    data.high_watermark,
+                    round + 1,
+                    "round {round}, partition {p}"
+                );
+                assert_eq!(batches_in(data.records.as_ref().unwrap()), vec![(round, 1)]);
+            }
+        }
     }
 }

@@ -1,9 +1,11 @@
 //! One client connection: requests are handled one at a time, in order, and their responses
 //! written in the same order. As in Kafka, a request starts only once the previous one is
-//! handled. Unlike Kafka, a Produce with acks=all counts as handled once its records are
-//! appended: its wait for the in-sync replicas overlaps the next requests (up to
-//! [`QUEUED_RESPONSES`] responses wait to be written), so the requests a producer keeps in
-//! flight are replicated together rather than one after another. Appends keep their order.
+//! handled. Unlike Kafka, a Produce counts as handled once its records are appended on this
+//! shard and handed to the shards that own the rest (which take them in order): the other
+//! shards' outcomes and any acks=all wait for the in-sync replicas overlap the next requests
+//! (up to [`QUEUED_RESPONSES`] responses wait to be written), so the requests a producer
+//! keeps in flight are appended and replicated together rather than one after another. Any
+//! other request waits for the Produce responses before it, as in Kafka.
 
 use std::cell::RefCell;
 use std::os::fd::{AsRawFd, RawFd};
@@ -15,6 +17,7 @@ use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
 use glommio::sync::Pass;
+use kafka_protocol::messages::ApiKey;
 use spate_shard::Shard;
 
 use crate::frame::{read_frame, FrameError};
@@ -93,21 +96,45 @@ async fn serve_requests(
     }
 }
 
+/// A handled request, queued for its response to be written: the request's pass, the
+/// response, and for a response that comes later a sender that is dropped once it is written.
+type Queued = (Pass, Dispatched, Option<LocalSender<()>>);
+
 /// Reads and handles requests one at a time, queueing their responses in order.
 async fn read_requests<R: AsyncRead + Unpin>(
     shard: &Rc<Shard>,
     mut reader: BufReader<R>,
     client_host: &str,
-    queue: LocalSender<(Pass, Dispatched)>,
+    queue: LocalSender<Queued>,
 ) -> Result<(), ConnectionError> {
     let max_size = shard.config().socket_request_max_bytes;
+    // Closed (its sender dropped) once the response of the last Produce answered later is
+    // written.
+    let mut last_produce: Option<LocalReceiver<()>> = None;
     while let Some(frame) = read_frame(&mut reader, max_size).await? {
         // Shutting down: close the connection rather than start a request.
         let Some(pass) = shard.enter() else {
             return Ok(());
         };
+        // Any other request waits for the Produces before it, as in Kafka: a Fetch or
+        // ListOffsets right after a Produce on the same connection sees its records. (Those
+        // responses come in order, so waiting for the last one waits for them all.)
+        let produce = i16::from_be_bytes([frame[0], frame[1]]) == ApiKey::Produce as i16;
+        if !produce {
+            if let Some(answered) = last_produce.take() {
+                answered.recv().await;
+            }
+        }
         let dispatched = dispatch(shard, frame.freeze(), client_host).await?;
-        if queue.send((pass, dispatched)).await.is_err() {
+        let answered = match dispatched {
+            Dispatched::Later(_) => {
+                let (answered, done) = local_channel::new_bounded(1);
+                last_produce = Some(done);
+                Some(answered)
+            }
+            Dispatched::Now(_) => None,
+        };
+        if queue.send((pass, dispatched, answered)).await.is_err() {
             return Ok(()); // the writer failed
         }
     }
@@ -115,13 +142,13 @@ async fn read_requests<R: AsyncRead + Unpin>(
 }
 
 /// Writes the queued responses in order, each once it is ready. A request's pass is held
-/// until its response is written: shutdown waits for it.
+/// until its response is written (shutdown waits for it), and so is its `answered` sender.
 async fn write_responses<W: AsyncWrite + Unpin>(
     writer: &mut W,
     socket_fd: RawFd,
-    queued: LocalReceiver<(Pass, Dispatched)>,
+    queued: LocalReceiver<Queued>,
 ) -> Result<(), ConnectionError> {
-    while let Some((_pass, dispatched)) = queued.recv().await {
+    while let Some((_pass, dispatched, _answered)) = queued.recv().await {
         let response = match dispatched {
             Dispatched::Now(response) => response,
             Dispatched::Later(response) => response.await?,

@@ -50,4 +50,4 @@ pub use messages::{
     AppendRequest, Appended, Commit, ListedOffset, NewReplicas, NewTopic, PartitionOffsets,
     ProduceResult, ReadBatch, ReadRequest, ReadResult, TopicError, WaitRequest,
 };
-pub use shard::{Records, Shard};
+pub use shard::{HandedOff, Records, Shard};

@@ -1,11 +1,11 @@
 //! Cross-shard calls. Every ordered pair of shards has one bounded glommio shared channel;
-//! a call sends a request tagged with an id and awaits the reply that the owner sends back
-//! on the reverse channel. No locks: each end of a channel belongs to one shard.
+//! a call sends a request tagged with an id, then awaits the reply that the owner sends
+//! back on the reverse channel. No locks: each end of a channel belongs to one shard.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-use glommio::channels::local_channel::{self, LocalSender};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::channels::shared_channel::{
     ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
 };
@@ -90,9 +90,10 @@ impl Router {
         (router, receivers)
     }
 
-    /// Sends `request` to shard `to` and waits for its reply; `None` if that shard is gone
-    /// (shutting down).
-    pub async fn call(&self, to: usize, request: Request) -> Option<Reply> {
+    /// Sends `request` to shard `to` and returns where its reply will arrive; `None` if that
+    /// shard is gone. Once this returns the request is in the channel, behind every request
+    /// this shard sent there before: the owner takes them in that order.
+    pub async fn send(&self, to: usize, request: Request) -> Option<LocalReceiver<Reply>> {
         let sender = self.senders.get(to)?.as_ref()?;
         let id = self.next_id.get();
         self.next_id.set(id.wrapping_add(1));
@@ -107,7 +108,7 @@ impl Router {
             self.pending.borrow_mut().remove(&id);
             return None;
         }
-        rx.recv().await
+        Some(rx)
     }
 
     /// Sends the reply to call `id` back to shard `to`.

@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::{join_all, select_all, FutureExt, LocalBoxFuture};
 use futures_util::StreamExt;
+use glommio::channels::local_channel::LocalReceiver;
 use glommio::channels::shared_channel::ConnectedReceiver;
 use kafka_protocol::ResponseError;
 use spate_core::config::BrokerConfig;
@@ -47,6 +48,29 @@ pub enum Records {
     File(ReadSlice),
     Shared(SharedSlice),
     Bytes(Bytes),
+}
+
+/// Appends handed to their owner shard by [`Shard::hand_off`].
+pub struct HandedOff(Handed);
+
+enum Handed {
+    /// Appended on this shard: one outcome per append.
+    Appended(Vec<Result<Appended, ResponseError>>),
+    /// Sent to another shard, `count` appends; `reply: None` if it is gone (shutting down).
+    Sent {
+        reply: Option<LocalReceiver<Reply>>,
+        count: usize,
+    },
+}
+
+impl HandedOff {
+    /// The outcomes, if they are known already (the appends were on this shard).
+    pub fn known(self) -> Result<Vec<Result<Appended, ResponseError>>, HandedOff> {
+        match self.0 {
+            Handed::Appended(outcomes) => Ok(outcomes),
+            sent => Err(HandedOff(sent)),
+        }
+    }
 }
 
 impl Records {
@@ -198,22 +222,36 @@ impl Shard {
         next
     }
 
-    /// Appends to partitions that shard `owner` owns, concurrently (so their writes share
-    /// group commits): one message to that shard however many of its partitions a Produce
-    /// names. One result per append, in order; `acks=all` appends carry the wait still
-    /// owed, for [`Shard::await_commits`].
-    pub async fn produce_batch(
-        &self,
-        owner: usize,
-        appends: Vec<AppendRequest>,
-    ) -> Vec<Result<Appended, ResponseError>> {
+    /// Hands appends to partitions that shard `owner` owns: one message to that shard however
+    /// many of its partitions a Produce names. This shard's own are appended before this
+    /// returns, concurrently (so their writes share group commits); another shard's are on
+    /// their way, and [`Shard::appended`] gives their outcomes. Either way, appends handed
+    /// off after this returns land after these: a connection that goes on to its next
+    /// request keeps its appends in order.
+    pub async fn hand_off(&self, owner: usize, appends: Vec<AppendRequest>) -> HandedOff {
         if owner == self.id {
-            return self.produce_local(appends).await;
+            return HandedOff(Handed::Appended(self.produce_local(appends).await));
         }
         let count = appends.len();
-        match self.call(owner, Request::Produce(appends)).await {
-            Some(Reply::Produce(results)) => results,
-            _ => vec![Err(ResponseError::NotLeaderOrFollower); count],
+        let reply = self.send(owner, Request::Produce(appends)).await;
+        HandedOff(Handed::Sent { reply, count })
+    }
+
+    /// The outcomes of handed-off appends, one per append in order; `acks=all` appends
+    /// carry the wait still owed, for [`Shard::await_commits`].
+    pub async fn appended(&self, handed: HandedOff) -> Vec<Result<Appended, ResponseError>> {
+        match handed.0 {
+            Handed::Appended(outcomes) => outcomes,
+            Handed::Sent { reply, count } => {
+                let reply = match reply {
+                    Some(reply) => self.receive(reply).await,
+                    None => None,
+                };
+                match reply {
+                    Some(Reply::Produce(outcomes)) => outcomes,
+                    _ => vec![Err(ResponseError::NotLeaderOrFollower); count],
+                }
+            }
         }
     }
 
@@ -414,7 +452,23 @@ impl Shard {
     /// A call to another shard that gives up (`None`) when this shard starts shutting down,
     /// since the other shard may already have stopped answering.
     pub(crate) async fn call(&self, to: usize, request: Request) -> Option<Reply> {
-        futures_lite::future::or(self.router.call(to, request), async {
+        let reply = self.send(to, request).await?;
+        self.receive(reply).await
+    }
+
+    /// The first half of [`Shard::call`]: sends the request and returns where its reply
+    /// will arrive.
+    async fn send(&self, to: usize, request: Request) -> Option<LocalReceiver<Reply>> {
+        futures_lite::future::or(self.router.send(to, request), async {
+            self.until_stopping().await;
+            None
+        })
+        .await
+    }
+
+    /// The second half of [`Shard::call`]: waits for the reply.
+    async fn receive(&self, reply: LocalReceiver<Reply>) -> Option<Reply> {
+        futures_lite::future::or(reply.recv(), async {
             self.until_stopping().await;
             None
         })
@@ -429,7 +483,10 @@ impl Shard {
     }
 
     /// Answers the requests one peer sends; each runs as its own task so a long poll never
-    /// holds up the requests behind it.
+    /// holds up the requests behind it. The tasks first run in the order they are spawned
+    /// (glommio's run queue is FIFO), and an append is staged at its first poll: so appends
+    /// keep the order they were sent in, even when a connection sends the next before the
+    /// last is answered (see [`Shard::hand_off`]).
     async fn serve_peer(self: Rc<Self>, receiver: ConnectedReceiver<Envelope>) {
         while let Some(envelope) = receiver.recv().await {
             match envelope.body {

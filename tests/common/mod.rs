@@ -262,6 +262,11 @@ impl Client {
     pub fn send<R: Request>(&mut self, request: &R, version: i16) -> R::Response {
         let (correlation_id, frame) = self.frame(request, version);
         self.send_raw(&frame);
+        self.receive::<R>(correlation_id, version)
+    }
+
+    /// Reads the response to request `correlation_id`, an `R` of `version`, sent earlier.
+    pub fn receive<R: Request>(&mut self, correlation_id: i32, version: i16) -> R::Response {
         let mut response = self.read_frame().expect("the broker closed the connection");
         let header =
             ResponseHeader::decode(&mut response, R::Response::header_version(version)).unwrap();

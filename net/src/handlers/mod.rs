@@ -125,8 +125,9 @@ pub enum Response {
 pub enum Dispatched {
     /// The response (`None`: the request wants none, Produce with acks=0).
     Now(Option<Response>),
-    /// A response that waits for replication (Produce with acks=all, its appends done):
-    /// the connection may handle its next request meanwhile.
+    /// A Produce response that waits for appends on other shards or for replication
+    /// (acks=all), its appends handed off: the connection may handle its next request
+    /// meanwhile.
     Later(LocalBoxFuture<'static, Result<Option<Response>, RequestError>>),
 }
 

@@ -2,8 +2,9 @@
 //! stored as sent (any codec); the log checks framing and CRC and assigns offsets.
 //! `acks=0` gets no response; `acks=1` answers after the leader's append; `acks=all` once
 //! the high watermark passes the batch (every in-sync replica has it) or after the
-//! request's timeout (REQUEST_TIMED_OUT). That wait is a second step ([`Produced`]), so the
-//! connection can append the client's next request meanwhile. A broker that does not lead a partition answers
+//! request's timeout (REQUEST_TIMED_OUT). Waiting for another shard's appends and for the
+//! replicas is a second step ([`Produced`]), so the connection can append the client's next
+//! request meanwhile. A broker that does not lead a partition answers
 //! NOT_LEADER_OR_FOLLOWER, so the client refreshes its metadata.
 
 use std::collections::BTreeMap;
@@ -17,7 +18,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use spate_shard::group_coordinator::OFFSETS_TOPIC;
-use spate_shard::{AppendRequest, Commit, ProduceResult, Shard};
+use spate_shard::{AppendRequest, Appended, Commit, HandedOff, ProduceResult, Shard};
 use uuid::Uuid;
 
 use super::{Context, RequestError};
@@ -30,25 +31,58 @@ const ACKS_ALL: i16 = -1;
 /// The first version whose answers carry the log start offset.
 const LOG_START_OFFSET_VERSION: i16 = 5;
 
-/// A Produce whose appends are done: its response, once any `acks=all` waits are over.
+/// A Produce whose appends are handed to their owners: its response, once the appends sent
+/// to other shards have their outcomes and any `acks=all` waits are over.
 pub struct Produced {
     version: i16,
     /// The topics in request order.
     topics: Vec<TopicSlots>,
     /// One slot per partition in request order.
     results: Vec<Result<ProduceResult, ResponseError>>,
+    /// The appends still on their way to another shard: (owner, slots, appends).
+    sent: Vec<(usize, Vec<usize>, HandedOff)>,
     /// The `acks=all` waits still owed, by owner shard: (slot, wait).
     waits: BTreeMap<usize, Vec<(usize, Commit)>>,
 }
 
 impl Produced {
-    /// True when the response is ready now (no `acks=all` wait is owed).
+    /// True when the response is ready now (every append is done and no `acks=all` wait is
+    /// owed).
     pub fn is_ready(&self) -> bool {
-        self.waits.is_empty()
+        self.sent.is_empty() && self.waits.is_empty()
     }
 
-    /// The response, after the owed waits (all owners at once).
+    /// Fills in the outcomes of `slots`' appends, which shard `owner` made.
+    fn record(
+        &mut self,
+        owner: usize,
+        slots: Vec<usize>,
+        outcomes: Vec<Result<Appended, ResponseError>>,
+    ) {
+        for (slot, outcome) in slots.into_iter().zip(outcomes) {
+            self.results[slot] = outcome.map(|appended| {
+                if let Some(commit) = appended.commit {
+                    self.waits.entry(owner).or_default().push((slot, commit));
+                }
+                appended.result
+            });
+        }
+    }
+
+    /// Waits for the outcomes of the appends sent to other shards (all owners at once).
+    async fn settle(&mut self, shard: &Shard) {
+        let sent = std::mem::take(&mut self.sent);
+        let outcomes = sent.into_iter().map(|(owner, slots, handed)| async move {
+            (owner, slots, shard.appended(handed).await)
+        });
+        for (owner, slots, outcomes) in join_all(outcomes).await {
+            self.record(owner, slots, outcomes);
+        }
+    }
+
+    /// The response, after the appends and the owed waits (all owners at once).
     pub async fn response(mut self, shard: &Shard) -> ProduceResponse {
+        self.settle(shard).await;
         let waits = std::mem::take(&mut self.waits);
         let commits = waits.into_iter().map(|(owner, waits)| async move {
             let (slots, waits): (Vec<usize>, Vec<Commit>) = waits.into_iter().unzip();
@@ -163,38 +197,42 @@ pub async fn handle(
             timeout,
         });
     }
-    let appends = by_owner
+    let mut produced = Produced {
+        version: ctx.version(),
+        topics,
+        results,
+        sent: Vec::new(),
+        waits: BTreeMap::new(),
+    };
+    // Appends on this shard are done when this returns; those sent to another shard are
+    // not awaited here, so the connection can read its next request meanwhile.
+    let handed = by_owner
         .into_iter()
         .map(|(owner, (slots, appends))| async move {
-            (owner, slots, ctx.shard.produce_batch(owner, appends).await)
+            (
+                owner,
+                slots,
+                ctx.shard.hand_off(owner, appends).await.known(),
+            )
         });
-    let mut waits: BTreeMap<usize, Vec<(usize, Commit)>> = BTreeMap::new();
-    for (owner, slots, outcomes) in join_all(appends).await {
-        for (slot, outcome) in slots.into_iter().zip(outcomes) {
-            results[slot] = outcome.map(|appended| {
-                if let Some(commit) = appended.commit {
-                    waits.entry(owner).or_default().push((slot, commit));
-                }
-                appended.result
-            });
+    for (owner, slots, handed) in join_all(handed).await {
+        match handed {
+            Ok(outcomes) => produced.record(owner, slots, outcomes),
+            Err(sent) => produced.sent.push((owner, slots, sent)),
         }
     }
     if acks == ACKS_NONE {
         // No response to carry an error: like Kafka, close the connection so the producer
         // notices (and refreshes its metadata).
-        let failed = results.iter().filter(|r| r.is_err()).count();
+        produced.settle(&ctx.shard).await;
+        let failed = produced.results.iter().filter(|r| r.is_err()).count();
         return if failed == 0 {
             Ok(None)
         } else {
             Err(RequestError::UnacknowledgedProduceFailed { partitions: failed })
         };
     }
-    Ok(Some(Produced {
-        version: ctx.version(),
-        topics,
-        results,
-        waits,
-    }))
+    Ok(Some(produced))
 }
 
 fn partition_response(
