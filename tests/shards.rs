@@ -10,7 +10,8 @@ use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    DescribeConfigsRequest, FetchRequest, FetchResponse, ProduceRequest, ResponseHeader,
+    ApiVersionsRequest, DescribeConfigsRequest, FetchRequest, FetchResponse, ProduceRequest,
+    ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
@@ -255,4 +256,30 @@ fn a_fetch_sent_right_after_a_produce_sees_its_records() {
             }
         }
     }
+}
+
+#[test]
+fn connections_are_spread_evenly_over_the_shards() {
+    const CONNECTIONS: usize = 8;
+    let broker = Broker::start_logging(2, &[], "info,spate_net::connection=debug");
+    // One after another, each answered before the next opens: by then it is counted on the
+    // shard that serves it. The kernel alone would split them 4:4 about one time in four.
+    let clients: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            let mut client = broker.client();
+            client.send(&ApiVersionsRequest::default(), 3);
+            client
+        })
+        .collect();
+    let log = broker.log();
+    let mut served = [0; 2];
+    for client in &clients {
+        let peer = format!(" peer={}", client.stream.local_addr().unwrap());
+        let line = log
+            .lines()
+            .find(|l| l.contains("serving a connection") && l.ends_with(&peer))
+            .unwrap_or_else(|| panic!("no line for{peer}:\n{log}"));
+        served[usize::from(line.contains(" shard=1 "))] += 1;
+    }
+    assert_eq!(served, [CONNECTIONS / 2; 2], "{log}");
 }

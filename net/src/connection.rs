@@ -47,9 +47,11 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const QUEUED_RESPONSES: usize = 16;
 
 pub async fn run(shard: Rc<Shard>, stream: TcpStream) {
+    let _open = shard.connection_opened();
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "unknown peer".to_string(), |a| a.to_string());
+    tracing::debug!(shard = shard.id(), %peer, "serving a connection");
     // Responses are written whole; Nagle would only delay them.
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");

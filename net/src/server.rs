@@ -1,5 +1,6 @@
 //! A shard's listener. Every shard binds the same address with SO_REUSEPORT (glommio sets
-//! it), so the kernel spreads connections over the shards.
+//! it), so the kernel spreads connections over the shards; a shard that accepts a connection
+//! while another serves fewer hands it over (see `spate_shard::ConnectionLoad`).
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,12 +32,27 @@ pub async fn serve(shard: Rc<Shard>, shutdown: Arc<AtomicBool>) -> Result<(), St
     tracing::info!(shard = shard.id(), "listening on {address}");
     let accept = async {
         loop {
-            match listener.accept().await {
-                Ok(stream) => {
-                    glommio::spawn_local(connection::run(shard.clone(), stream)).detach();
-                }
+            match listener.shared_accept().await {
+                Ok(accepted) => match shard.place_connection() {
+                    here if here == shard.id() => {
+                        let stream = accepted.bind_to_executor();
+                        glommio::spawn_local(connection::run(shard.clone(), stream)).detach();
+                    }
+                    other => {
+                        let shard = shard.clone();
+                        glommio::spawn_local(async move {
+                            shard.hand_connection(other, accepted).await
+                        })
+                        .detach();
+                    }
+                },
                 Err(e) => tracing::warn!(shard = shard.id(), "accept failed: {e}"),
             }
+        }
+    };
+    let adopt = async {
+        while let Some(stream) = shard.adopted_connection().await {
+            glommio::spawn_local(connection::run(shard.clone(), stream)).detach();
         }
     };
     let stop = async {
@@ -44,7 +60,7 @@ pub async fn serve(shard: Rc<Shard>, shutdown: Arc<AtomicBool>) -> Result<(), St
             glommio::timer::sleep(SHUTDOWN_POLL_INTERVAL).await;
         }
     };
-    futures_lite::future::or(accept, stop).await;
+    futures_lite::future::or(futures_lite::future::or(accept, adopt), stop).await;
     tracing::info!(shard = shard.id(), "stopped accepting connections");
     Ok(())
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use glommio::{LocalExecutorBuilder, Placement};
 use spate_core::config::{BrokerConfig, CpuPinning};
 
+use crate::connection_load::ConnectionLoad;
 use crate::controller::broker_link::BrokerLink;
 use crate::router::mesh;
 use crate::shard::Shard;
@@ -80,12 +81,14 @@ where
     let count = shard_count(&config);
     let cpus = allowed_cpus();
     let barrier = Arc::new(StartBarrier::new(count));
+    let load = Arc::new(ConnectionLoad::new(count));
     let mut handles = Vec::with_capacity(count);
     for (id, links) in mesh(count, SHARD_QUEUE_DEPTH).into_iter().enumerate() {
         let config = config.clone();
         let serve = serve.clone();
         let barrier = barrier.clone();
         let cluster = cluster.clone();
+        let load = load.clone();
         let placement = placement(config.cpu_pinning, id, count, &cpus);
         let builder = LocalExecutorBuilder::new(placement)
             .name(&format!("spate-shard-{id}"))
@@ -94,7 +97,7 @@ where
         let handle = builder
             .spawn(move || async move {
                 let guard = barrier.guard();
-                let shard = Shard::start(id, count, config, links, cluster).await;
+                let shard = Shard::start(id, count, config, links, cluster, load).await;
                 guard.disarm();
                 tracing::info!(
                     shard = id,

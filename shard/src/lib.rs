@@ -14,6 +14,7 @@
 //!   replicated `__consumer_offsets` topic they live in.
 //! - `topics`: the topic table (one shard owns it, the others get snapshots) and its files.
 
+mod connection_load;
 pub mod controller;
 pub mod executor;
 mod foreign_await;
@@ -46,6 +47,7 @@ pub(crate) fn run_local<T>(test: impl std::future::Future<Output = T>) -> T {
         .run(test)
 }
 
+pub use connection_load::{ConnectionLoad, OpenConnection};
 pub use messages::{
     AppendRequest, Appended, Commit, ListedOffset, NewReplicas, NewTopic, PartitionOffsets,
     ProduceResult, ReadBatch, ReadRequest, ReadResult, TopicError, WaitRequest,

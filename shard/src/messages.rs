@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use glommio::net::AcceptedTcpStream;
 use kafka_protocol::ResponseError;
 use spate_core::topic_config::TopicConfig;
 use spate_log::SharedSlice;
@@ -166,6 +167,8 @@ pub(crate) enum Request {
         call: GroupCall,
     },
     ListGroups,
+    /// A client connection to serve (see `connection_load`).
+    Adopt(AcceptedTcpStream),
 }
 
 pub(crate) enum Reply {
@@ -181,4 +184,5 @@ pub(crate) enum Reply {
     TopicChanges(Vec<Result<(), TopicError>>),
     Group(GroupAnswer),
     ListGroups(Vec<ListedGroup>),
+    Adopted,
 }

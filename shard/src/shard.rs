@@ -12,12 +12,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::{join_all, select_all, FutureExt, LocalBoxFuture};
 use futures_util::StreamExt;
-use glommio::channels::local_channel::LocalReceiver;
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::channels::shared_channel::ConnectedReceiver;
+use glommio::net::{AcceptedTcpStream, TcpStream};
 use kafka_protocol::ResponseError;
 use spate_core::config::BrokerConfig;
 use spate_log::{Clock, PartitionLog, ReadSlice, SharedSlice, SystemClock};
 
+use crate::connection_load::{ConnectionLoad, OpenConnection};
 use crate::controller::broker_link::BrokerLink;
 use crate::group_coordinator::{
     coordinator_shard, GroupAnswer, GroupCall, GroupConfig, GroupCoordinator, ListedGroup,
@@ -118,6 +120,13 @@ pub struct Shard {
     pub(crate) cluster: BrokerLink,
     /// Followers, ISR and high watermarks of this shard's partitions.
     pub(crate) replication: Rc<Replication>,
+    /// Every shard's count of client connections.
+    load: Arc<ConnectionLoad>,
+    /// Connections other shards handed to this one, for its listener to serve.
+    adopted: (
+        LocalSender<AcceptedTcpStream>,
+        LocalReceiver<AcceptedTcpStream>,
+    ),
 }
 
 impl Shard {
@@ -130,6 +139,7 @@ impl Shard {
         config: Arc<BrokerConfig>,
         links: Links,
         cluster: BrokerLink,
+        load: Arc<ConnectionLoad>,
     ) -> Rc<Shard> {
         let (router, receivers) = Router::connect(id, links).await;
         let clock: Rc<dyn Clock> = Rc::new(SystemClock);
@@ -164,6 +174,8 @@ impl Shard {
             published: RefCell::new(Arc::new(TopicTable::default())),
             cluster,
             replication,
+            load,
+            adopted: local_channel::new_unbounded(),
         });
         for (_, receiver) in receivers {
             glommio::spawn_local(shard.clone().serve_peer(receiver)).detach();
@@ -207,6 +219,29 @@ impl Shard {
     /// How many partitions this shard has open.
     pub fn partition_count(&self) -> usize {
         self.partitions.borrow().len()
+    }
+
+    /// Where a client connection this shard has just accepted should be served: here, or
+    /// a shard that serves fewer (see `connection_load`).
+    pub fn place_connection(&self) -> usize {
+        self.load.place(self.id)
+    }
+
+    /// Counts a client connection on this shard while the guard lives.
+    pub fn connection_opened(&self) -> OpenConnection {
+        self.load.open(self.id)
+    }
+
+    /// Hands a client connection to shard `to` to serve. (Should that shard be shutting
+    /// down, the connection stays open, unserved, until the process exits.)
+    pub async fn hand_connection(&self, to: usize, connection: AcceptedTcpStream) {
+        let _ = self.call(to, Request::Adopt(connection)).await;
+    }
+
+    /// The next client connection another shard handed to this one.
+    pub async fn adopted_connection(&self) -> Option<TcpStream> {
+        let connection = self.adopted.1.recv().await?;
+        Some(connection.bind_to_executor())
     }
 
     /// The shard that owns `topic`-`partition`.
@@ -556,6 +591,11 @@ impl Shard {
                 Reply::Group(self.group_local(&group_id, call).await)
             }
             Request::ListGroups => Reply::ListGroups(self.groups.list()),
+            Request::Adopt(connection) => {
+                // Unbounded, and this shard holds the receiver: the send cannot fail.
+                let _ = self.adopted.0.try_send(connection);
+                Reply::Adopted
+            }
         }
     }
 

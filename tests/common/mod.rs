@@ -29,6 +29,8 @@ pub struct Broker {
     pub shards: usize,
     pub data: tempfile::TempDir,
     pub extra_args: Vec<String>,
+    /// The broker's `RUST_LOG`.
+    log_filter: String,
     child: Option<Child>,
     starts: usize,
 }
@@ -36,11 +38,17 @@ pub struct Broker {
 impl Broker {
     /// Starts `spate serve --shards <shards>` plus `extra_args`.
     pub fn start(shards: usize, extra_args: &[&str]) -> Broker {
+        Broker::start_logging(shards, extra_args, "info")
+    }
+
+    /// Like `start`, logging what `log_filter` (a `RUST_LOG` value) lets through.
+    pub fn start_logging(shards: usize, extra_args: &[&str], log_filter: &str) -> Broker {
         let mut broker = Broker {
             port: 0,
             shards,
             data: tempfile::tempdir().unwrap(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            log_filter: log_filter.to_string(),
             child: None,
             starts: 0,
         };
@@ -63,7 +71,7 @@ impl Broker {
             .arg("--shards")
             .arg(self.shards.to_string())
             .args(&self.extra_args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", &self.log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
