@@ -18,7 +18,7 @@ use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
 use glommio::sync::Pass;
 use kafka_protocol::messages::ApiKey;
-use spate_shard::Shard;
+use spate_shard::{OpenConnection, Shard};
 
 use crate::frame::{read_frame, FrameError};
 use crate::handlers::{dispatch, Dispatched, RequestError, Response};
@@ -46,8 +46,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// requests Kafka producers keep in flight by default.
 const QUEUED_RESPONSES: usize = 16;
 
-pub async fn run(shard: Rc<Shard>, stream: TcpStream) {
-    let _open = shard.connection_opened();
+/// Serves one connection; `_open` counts it on this shard until it closes.
+pub async fn run(shard: Rc<Shard>, stream: TcpStream, _open: OpenConnection) {
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "unknown peer".to_string(), |a| a.to_string());

@@ -33,26 +33,27 @@ pub async fn serve(shard: Rc<Shard>, shutdown: Arc<AtomicBool>) -> Result<(), St
     let accept = async {
         loop {
             match listener.shared_accept().await {
-                Ok(accepted) => match shard.place_connection() {
-                    here if here == shard.id() => {
+                Ok(accepted) => {
+                    let open = shard.place_connection();
+                    if open.shard() == shard.id() {
                         let stream = accepted.bind_to_executor();
-                        glommio::spawn_local(connection::run(shard.clone(), stream)).detach();
-                    }
-                    other => {
+                        let run = connection::run(shard.clone(), stream, open);
+                        glommio::spawn_local(run).detach();
+                    } else {
                         let shard = shard.clone();
-                        glommio::spawn_local(async move {
-                            shard.hand_connection(other, accepted).await
-                        })
+                        glommio::spawn_local(
+                            async move { shard.hand_connection(accepted, open).await },
+                        )
                         .detach();
                     }
-                },
+                }
                 Err(e) => tracing::warn!(shard = shard.id(), "accept failed: {e}"),
             }
         }
     };
     let adopt = async {
-        while let Some(stream) = shard.adopted_connection().await {
-            glommio::spawn_local(connection::run(shard.clone(), stream)).detach();
+        while let Some((stream, open)) = shard.adopted_connection().await {
+            glommio::spawn_local(connection::run(shard.clone(), stream, open)).detach();
         }
     };
     let stop = async {

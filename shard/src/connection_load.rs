@@ -19,22 +19,15 @@ impl ConnectionLoad {
         }
     }
 
-    /// The shard that should serve a connection shard `me` accepted: `me`, unless another
-    /// serves fewer connections (then the first of those that serve fewest).
-    pub fn place(&self, me: usize) -> usize {
+    /// Places a connection shard `me` accepted: on `me`, unless another serves fewer
+    /// connections (then on the first of those that serve fewest). It counts there from
+    /// now, before it gets there, so a burst of connections is spread too.
+    pub fn place(self: &Arc<Self>, me: usize) -> OpenConnection {
         let load = |shard: usize| self.counts[shard].load(Ordering::Relaxed);
         let least = (0..self.counts.len())
             .min_by_key(|&s| load(s))
             .unwrap_or(me);
-        if load(least) < load(me) {
-            least
-        } else {
-            me
-        }
-    }
-
-    /// Counts a connection on `shard` until the returned guard is dropped.
-    pub fn open(self: &Arc<Self>, shard: usize) -> OpenConnection {
+        let shard = if load(least) < load(me) { least } else { me };
         self.counts[shard].fetch_add(1, Ordering::Relaxed);
         OpenConnection {
             load: self.clone(),
@@ -43,10 +36,17 @@ impl ConnectionLoad {
     }
 }
 
-/// A connection being served; dropping it takes it off its shard's count.
+/// A connection placed on a shard; dropping it takes it off that shard's count.
 pub struct OpenConnection {
     load: Arc<ConnectionLoad>,
     shard: usize,
+}
+
+impl OpenConnection {
+    /// The shard that serves the connection.
+    pub fn shard(&self) -> usize {
+        self.shard
+    }
 }
 
 impl Drop for OpenConnection {
@@ -62,15 +62,18 @@ mod tests {
     #[test]
     fn a_connection_goes_to_a_shard_serving_fewer_or_stays() {
         let load = Arc::new(ConnectionLoad::new(3));
-        assert_eq!(load.place(1), 1, "all equal: stay");
-        let a = load.open(1);
-        assert_eq!(load.place(1), 0);
-        let _b = load.open(0);
-        assert_eq!(load.place(1), 2);
-        let _c = load.open(2);
-        assert_eq!(load.place(1), 1, "all equal again");
-        drop(a);
-        assert_eq!(load.place(0), 1);
-        assert_eq!(load.place(1), 1);
+        let a = load.place(1);
+        assert_eq!(a.shard(), 1, "all equal: stay");
+        let b = load.place(1);
+        assert_eq!(b.shard(), 0);
+        let c = load.place(1);
+        assert_eq!(c.shard(), 2);
+        let d = load.place(1);
+        assert_eq!(d.shard(), 1, "all equal again");
+        drop((a, d));
+        let e = load.place(0);
+        assert_eq!(e.shard(), 1);
+        assert_eq!(load.place(1).shard(), 1);
+        drop((b, c, e));
     }
 }

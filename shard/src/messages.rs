@@ -10,6 +10,7 @@ use kafka_protocol::ResponseError;
 use spate_core::topic_config::TopicConfig;
 use spate_log::SharedSlice;
 
+use crate::connection_load::OpenConnection;
 use crate::group_coordinator::{GroupAnswer, GroupCall, ListedGroup};
 use crate::partition_admin::{PartitionAnswer, PartitionQuery, TopicChange};
 use crate::topics::{TopicInfo, TopicTable};
@@ -168,7 +169,7 @@ pub(crate) enum Request {
     },
     ListGroups,
     /// A client connection to serve (see `connection_load`).
-    Adopt(AcceptedTcpStream),
+    Adopt(AcceptedTcpStream, OpenConnection),
 }
 
 pub(crate) enum Reply {

@@ -91,6 +91,9 @@ impl Records {
 
 type TopicPartition = (String, i32);
 
+/// A client connection another shard accepted and placed here, with its count.
+type Adopted = (AcceptedTcpStream, OpenConnection);
+
 pub struct Shard {
     pub(crate) id: usize,
     pub(crate) count: usize,
@@ -123,10 +126,7 @@ pub struct Shard {
     /// Every shard's count of client connections.
     load: Arc<ConnectionLoad>,
     /// Connections other shards handed to this one, for its listener to serve.
-    adopted: (
-        LocalSender<AcceptedTcpStream>,
-        LocalReceiver<AcceptedTcpStream>,
-    ),
+    adopted: (LocalSender<Adopted>, LocalReceiver<Adopted>),
 }
 
 impl Shard {
@@ -221,27 +221,24 @@ impl Shard {
         self.partitions.borrow().len()
     }
 
-    /// Where a client connection this shard has just accepted should be served: here, or
-    /// a shard that serves fewer (see `connection_load`).
-    pub fn place_connection(&self) -> usize {
+    /// Places a client connection this shard has just accepted: here, or on a shard that
+    /// serves fewer (see `connection_load`). The guard counts it there while it lives.
+    pub fn place_connection(&self) -> OpenConnection {
         self.load.place(self.id)
     }
 
-    /// Counts a client connection on this shard while the guard lives.
-    pub fn connection_opened(&self) -> OpenConnection {
-        self.load.open(self.id)
+    /// Hands a client connection to the shard it was placed on, to serve. (Should that
+    /// shard be shutting down, the connection stays open, unserved, until the process exits.)
+    pub async fn hand_connection(&self, connection: AcceptedTcpStream, open: OpenConnection) {
+        let _ = self
+            .call(open.shard(), Request::Adopt(connection, open))
+            .await;
     }
 
-    /// Hands a client connection to shard `to` to serve. (Should that shard be shutting
-    /// down, the connection stays open, unserved, until the process exits.)
-    pub async fn hand_connection(&self, to: usize, connection: AcceptedTcpStream) {
-        let _ = self.call(to, Request::Adopt(connection)).await;
-    }
-
-    /// The next client connection another shard handed to this one.
-    pub async fn adopted_connection(&self) -> Option<TcpStream> {
-        let connection = self.adopted.1.recv().await?;
-        Some(connection.bind_to_executor())
+    /// The next client connection another shard handed to this one, with its count.
+    pub async fn adopted_connection(&self) -> Option<(TcpStream, OpenConnection)> {
+        let (connection, open) = self.adopted.1.recv().await?;
+        Some((connection.bind_to_executor(), open))
     }
 
     /// The shard that owns `topic`-`partition`.
@@ -591,9 +588,9 @@ impl Shard {
                 Reply::Group(self.group_local(&group_id, call).await)
             }
             Request::ListGroups => Reply::ListGroups(self.groups.list()),
-            Request::Adopt(connection) => {
+            Request::Adopt(connection, open) => {
                 // Unbounded, and this shard holds the receiver: the send cannot fail.
-                let _ = self.adopted.0.try_send(connection);
+                let _ = self.adopted.0.try_send((connection, open));
                 Reply::Adopted
             }
         }
